@@ -1,0 +1,65 @@
+# Conveyor: `make up` runs the stack on this machine, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+WORKERS ?= 1
+LOCKS := requirements/api.txt requirements/worker.txt requirements/dev.txt requirements/uv.txt
+COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-version 3.11 \
+	--custom-compile-command "make lock" \
+	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
+
+.PHONY: install up test test-unit test-integration lint typecheck lock lock-check clean-data help
+
+help:
+	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
+	@echo "make up        run the whole stack locally (WORKERS=N worker processes)"
+	@echo "make test      run every test tier"
+	@echo "make lint      ruff + mypy"
+	@echo "make lock      regenerate requirements/*.txt from the pyproject files"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/dev.txt requirements/uv.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
+	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation \
+		-e libs/common -e services/api -e services/worker
+	touch $@
+
+up: install
+	WORKERS=$(WORKERS) $(BIN)/python scripts/run_stack.py
+
+test: install
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+lock: $(VENV)/.installed
+	$(COMPILE) requirements/uv.in -o requirements/uv.txt
+	$(COMPILE) requirements/api.in -o requirements/api.txt
+	$(COMPILE) requirements/worker.in -o requirements/worker.txt
+	$(COMPILE) requirements/dev.in -o requirements/dev.txt
+
+# Stale when re-resolving (which keeps existing pins) changes any lock.
+lock-check: install
+	@tmp=$$(mktemp -d); status=0; \
+	for name in uv api worker dev; do \
+	  cp requirements/$$name.txt $$tmp/$$name.txt; \
+	  $(COMPILE) requirements/$$name.in -o $$tmp/$$name.txt; \
+	  if ! diff -q requirements/$$name.txt $$tmp/$$name.txt >/dev/null; then \
+	    echo "requirements/$$name.txt is stale against the pyproject files: run make lock"; \
+	    diff -u requirements/$$name.txt $$tmp/$$name.txt | head -40; status=1; \
+	  fi; \
+	done; rm -rf $$tmp; exit $$status
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,80 @@
+"""Task names, the queue, and the Celery configuration shared by sender and worker.
+
+The API never imports the worker: it sends `conveyor.run_job` by name with a
+client app built here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery
+
+from conveyor.common.kinds import KINDS
+from conveyor.common.settings import Settings
+
+RUN_JOB_TASK = "conveyor.run_job"
+JOBS_QUEUE = "conveyor.jobs"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.broker_url,
+        "task_default_queue": JOBS_QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Results live in Postgres; Celery's result backend would be a second truth.
+        "task_ignore_result": True,
+        "result_backend": None,
+        # Ack after the job's outcome is committed; requeue if the child dies.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message per child at a time, so the backlog stays visible in Redis.
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 3,
+        "broker_transport_options": {
+            # A message whose worker vanished comes back after this; the
+            # reconciler's lease usually re-publishes it sooner.
+            "visibility_timeout": 3600,
+            "socket_timeout": 3,
+            "socket_connect_timeout": 3,
+        },
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_enable_remote_control": True,
+    }
+
+
+def make_celery_client(settings: Settings, name: str = "conveyor") -> Celery:
+    app = Celery(name, set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def publish_run_job(
+    app: Celery,
+    job_id: uuid.UUID,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    countdown: float | None = None,
+) -> None:
+    """Send one `conveyor.run_job`. Blocking: call it off the event loop.
+
+    It fails fast rather than retrying: a job whose publish is lost stays
+    `queued`, and the reconciler publishes it again.
+    """
+    soft, hard = KINDS[kind].time_limits(params)
+    app.send_task(
+        RUN_JOB_TASK,
+        args=[str(job_id)],
+        queue=JOBS_QUEUE,
+        soft_time_limit=int(soft),
+        time_limit=int(hard),
+        countdown=countdown,
+        retry=False,
+    )

@@ -1,0 +1,183 @@
+"""`make up`: the whole stack on this machine.
+
+Embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL are set), then
+the `release` process (migrations), an API key for tenant `dev`, and the
+Procfile's `web`, `worker` (x WORKERS) and `scheduler` under supervisord,
+which restarts any process that dies, the way a cluster restarts a pod.
+Ctrl-C or SIGTERM stops everything gracefully, engines last.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from local_engines import LocalPostgres, LocalRedis
+from procfile import ROOT, read_procfile
+
+DATA = ROOT / ".data"
+RUN = DATA / "run"
+VENV_BIN = Path(sys.executable).parent
+# Local defaults that keep Ctrl-C under 10 s; the environment overrides them.
+LOCAL_DEFAULTS = {
+    "LOG_FORMAT": "json",
+    "GRACEFUL_TIMEOUT_SECONDS": "5",
+    "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def say(message: str) -> None:
+    print(f"make up: {message}", flush=True)
+
+
+def fail(message: str) -> None:
+    print(f"make up: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        fail(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
+    sections = [
+        "[supervisord]\nnodaemon=true\nsilent=true\nlogfile=/dev/null\nlogfile_maxbytes=0\n"
+        f"pidfile={RUN / 'supervisord.pid'}\nloglevel=warn\nuser={getpass.getuser()}\n",
+        f"[unix_http_server]\nfile={RUN / 'supervisor.sock'}\n",
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
+        f"[supervisorctl]\nserverurl=unix://{RUN / 'supervisor.sock'}\n",
+    ]
+    for name, count in (("web", 1), ("worker", workers), ("scheduler", 1)):
+        sections.append(
+            f"[program:{name}]\ncommand={procs[name]}\ndirectory={ROOT}\n"
+            f"numprocs={count}\nprocess_name=%(program_name)s-%(process_num)d\n"
+            "autorestart=true\nstartsecs=1\nstartretries=100\n"
+            f"stopsignal=TERM\nstopwaitsecs={stopwait}\nstopasgroup=true\nkillasgroup=true\n"
+            "redirect_stderr=true\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
+        )
+    return "\n".join(sections)
+
+
+def run_once(cmd: str, env: dict[str, str]) -> str:
+    done = subprocess.run(shlex.split(cmd), cwd=ROOT, env=env, capture_output=True, text=True)
+    sys.stdout.write(done.stdout if not cmd.endswith("create_api_key.py --tenant dev") else "")
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        fail(f"`{cmd}` exited {done.returncode}")
+    return done.stdout
+
+
+def wait_ready(port: int, supervisor: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if supervisor.poll() is not None:
+            fail("supervisord exited before the API was ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    fail(f"the API was not ready on port {port} within {timeout:.0f}s")
+
+
+def main() -> None:
+    workers = _int_env("WORKERS", 1)
+    port = _int_env("PORT", 8000)
+    if not _port_free(port):
+        fail(f"port {port} is in use; set PORT to another port")
+    env = {**LOCAL_DEFAULTS, **os.environ, "PORT": str(port)}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    RUN.mkdir(parents=True, exist_ok=True)
+
+    engines: list[LocalPostgres | LocalRedis] = []
+    supervisor: subprocess.Popen[bytes] | None = None
+    stopping = False
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if not env.get("DATABASE_URL"):
+            pg = LocalPostgres(DATA / "postgres", _int_env("EMBEDDED_POSTGRES_PORT", 54329))
+            engines.append(pg)
+            pg.start()
+            env["DATABASE_URL"] = pg.url
+            say(f"embedded PostgreSQL at {pg.url}")
+        if not env.get("REDIS_URL"):
+            rd = LocalRedis(DATA / "redis", _int_env("EMBEDDED_REDIS_PORT", 63799))
+            engines.append(rd)
+            rd.start()
+            env["REDIS_URL"] = rd.url
+            say(f"embedded Redis at {rd.url}")
+        procs = read_procfile()
+        run_once(procs["release"], env)
+        key = (
+            run_once("python scripts/create_api_key.py --tenant dev", env).strip().splitlines()[-1]
+        )
+        stopwait = int(float(env["WORKER_SHUTDOWN_GRACE_SECONDS"])) + 3
+        conf = RUN / "supervisord.conf"
+        conf.write_text(supervisord_conf(procs, workers, stopwait))
+        # Its own session: Ctrl-C reaches only us, and we stop it in order.
+        supervisor = subprocess.Popen(
+            [str(VENV_BIN / "supervisord"), "-c", str(conf)],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        wait_ready(port, supervisor)
+        print(f"API: http://127.0.0.1:{port}", flush=True)
+        print(f"API key: {key}", flush=True)
+        say(
+            f"{workers} worker(s); `{VENV_BIN / 'supervisorctl'} -c {conf} status` lists them; "
+            "Ctrl-C stops everything"
+        )
+        while not stopping and supervisor.poll() is None:
+            time.sleep(0.2)
+        if supervisor.poll() is not None and not stopping:
+            fail("supervisord exited unexpectedly")
+    finally:
+        if supervisor is not None and supervisor.poll() is None:
+            say("stopping processes")
+            supervisor.terminate()
+            try:
+                supervisor.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(supervisor.pid, signal.SIGKILL)
+        for engine in reversed(engines):
+            engine.stop()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    main()

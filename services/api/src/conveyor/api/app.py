@@ -1,0 +1,53 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from conveyor.api import health, stats
+from conveyor.api.jobs.router import router as jobs_router
+from conveyor.api.metrics import MetricsMiddleware, make_api_metrics
+from conveyor.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from conveyor.api.problems import install_problem_handlers
+from conveyor.api.settings import ApiSettings
+from conveyor.api.state import AppState
+
+DESCRIPTION = """
+Submit jobs, read their results, list them, and cancel the ones still queued.
+
+Authenticate with `Authorization: Bearer <api key>`; create a key with
+`python scripts/create_api_key.py --tenant NAME`. Errors are RFC 9457 problem
+details (`application/problem+json`).
+"""
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    metrics = make_api_metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.build(settings, metrics)
+        app.state.conveyor = state
+        try:
+            yield
+        finally:
+            await state.close()
+
+    app = FastAPI(
+        title="Conveyor",
+        version=settings.app_version,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs_router)
+    app.include_router(stats.router)
+    # Outermost last: request ids wrap everything, so every log line carries one.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app.router)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,103 @@
+"""/v1/jobs routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+
+from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
+from conveyor.api.jobs import service
+from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage
+from conveyor.common.kinds import KindName
+from conveyor.common.models import JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, malformed or revoked API key", **_PROBLEM},
+    404: {"description": "No such job for this tenant", **_PROBLEM},
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses={
+        400: {"description": "Malformed JSON", **_PROBLEM},
+        401: _ERRORS[401],
+        413: {"description": "Body over the size limit", **_PROBLEM},
+        422: {"description": "Invalid kind or params, or a reused Idempotency-Key", **_PROBLEM},
+        429: {"description": "Rate limit exceeded", **_PROBLEM},
+        503: {"description": "Database unavailable; see Retry-After", **_PROBLEM},
+    },
+    summary="Submit a job",
+)
+async def submit_job(
+    body: Annotated[JobCreate, Body(openapi_examples=JOB_CREATE_EXAMPLES)],
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retries with the same key and body return the same job.",
+        ),
+    ] = None,
+) -> JobOut:
+    settings = state.settings
+    job, created = await service.submit_job(
+        session,
+        principal.tenant_id,
+        body,
+        default_max_attempts=settings.default_max_attempts,
+        idempotency_key=idempotency_key,
+        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+    )
+    if created:
+        state.metrics.jobs_submitted.labels(job.kind).inc()
+        await state.publisher.publish(job.id, job.kind, job.params)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobOut.model_validate(job)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
+async def get_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
+    return JobOut.model_validate(await service.get_job(session, principal.tenant_id, job_id))
+
+
+@router.get("", response_model=JobPage, responses={401: _ERRORS[401]}, summary="List jobs")
+async def list_jobs(
+    principal: PrincipalDep,
+    session: SessionDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    kind: Annotated[KindName | None, Query(description="Only jobs of this kind")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+) -> JobPage:
+    jobs, next_cursor = await service.list_jobs(
+        session, principal.tenant_id, status=status, kind=kind, cursor=cursor, limit=limit
+    )
+    return JobPage(items=[JobOut.model_validate(j) for j in jobs], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses={**_ERRORS, 409: {"description": "The job is no longer queued", **_PROBLEM}},
+    summary="Cancel a queued job",
+)
+async def cancel_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
+    return JobOut.model_validate(await service.cancel_job(session, principal.tenant_id, job_id))

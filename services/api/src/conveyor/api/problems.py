@@ -1,0 +1,129 @@
+"""RFC 9457 problem details: the one error shape for every response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from conveyor.common.kinds import KINDS
+from conveyor.common.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+log = get_logger(__name__)
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body["instance"] = request.url.path
+    body.update(extra)
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # ("body", "sleep", "params", "ms") -> "params.ms": drop the source and the union tag.
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    if len(parts) > 1 and parts[0] in KINDS:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors():
+        field = _field_path(tuple(err["loc"]))
+        if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            field = "kind"
+        errors.append({"field": field, "message": err["msg"]})
+    return errors
+
+
+def _is_database_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        )
+    return isinstance(exc, sa_exc.TimeoutError | OSError)
+
+
+# Errors that mean "a backing service is down": 503 with Retry-After, never 500.
+_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not Found", 405: "Method Not Allowed", 401: "Unauthorized"}.get(
+            exc.status_code, "Error"
+        )
+        return problem_response(
+            request, exc.status_code, title, str(exc.detail), dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        if any(e["message"].startswith("JSON decode error") for e in errors) or any(
+            err["type"] == "json_invalid" for err in exc.errors()
+        ):
+            return problem_response(
+                request, 400, "Malformed JSON", "The request body is not valid JSON."
+            )
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(request, 422, "Invalid request", detail, errors=errors)
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not _is_database_unavailable(exc):
+            log.error("unhandled error", exc_info=exc)
+            return problem_response(request, 500, "Internal Server Error", "Unexpected error.")
+        log.warning("database unavailable", error=type(exc).__name__)
+        return problem_response(
+            request,
+            503,
+            "Service Unavailable",
+            "The database is unavailable; retry shortly.",
+            {"Retry-After": "2"},
+        )
+
+    for error_type in _UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _unavailable)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return problem_response(request, 500, "Internal Server Error", "Unexpected error.")

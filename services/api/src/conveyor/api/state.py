@@ -1,0 +1,49 @@
+"""What the API builds at startup and closes at shutdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from conveyor.api.metrics import ApiMetrics
+from conveyor.api.publisher import JobPublisher
+from conveyor.api.ratelimit import RateLimiter
+from conveyor.api.settings import ApiSettings
+from conveyor.common.db import make_async_engine, make_async_sessionmaker
+from conveyor.common.tasks import make_celery_client
+
+
+@dataclass
+class AppState:
+    settings: ApiSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis
+    publisher: JobPublisher
+    rate_limiter: RateLimiter
+    metrics: ApiMetrics
+
+    @classmethod
+    def build(cls, settings: ApiSettings, metrics: ApiMetrics) -> AppState:
+        engine = make_async_engine(settings)
+        redis = aioredis.Redis.from_url(
+            settings.broker_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_async_sessionmaker(engine),
+            redis=redis,
+            rate_limiter=RateLimiter(redis, settings.rate_limit_per_minute),
+            publisher=JobPublisher(
+                make_celery_client(settings, "conveyor-api"), settings.publish_backoff_seconds
+            ),
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        self.publisher.close()
+        await self.redis.aclose()
+        await self.engine.dispose()

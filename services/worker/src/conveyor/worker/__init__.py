@@ -1,0 +1,1 @@
+"""Conveyor's Celery worker and the reconciler's clock."""

@@ -1,0 +1,41 @@
+"""`python -m conveyor.worker`: a Celery worker consuming `conveyor.jobs`."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+# SIGTERM starts Celery's soft shutdown (wait, then requeue) instead of an
+# unbounded warm shutdown. Billiard reads this at import, so set it first.
+os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
+
+from conveyor.common.logging import configure_logging
+from conveyor.common.settings import load_settings
+from conveyor.common.tasks import JOBS_QUEUE
+from conveyor.worker.app import create_celery_app
+from conveyor.worker.settings import WorkerSettings
+
+
+def main() -> None:
+    settings = load_settings(WorkerSettings)
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_celery_app(settings)
+    # Unique per process, so several workers on one host never share a name.
+    nodename = f"worker-{os.getpid()}@{socket.gethostname()}"
+    app.worker_main(
+        [
+            "--quiet",  # no ASCII banner: stdout carries JSON lines only
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--concurrency={settings.worker_concurrency}",
+            "--pool=prefork",
+            f"--hostname={nodename}",
+            f"--queues={JOBS_QUEUE}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""One reconciliation pass: requeue lost work and re-publish lost messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from sqlalchemy import Engine
+
+from conveyor.common.logging import get_logger
+from conveyor.common.tasks import JOBS_QUEUE, publish_run_job
+from conveyor.worker import repository
+from conveyor.worker.repository import JobRef
+
+log = get_logger("conveyor.reconciler")
+
+
+@dataclass(frozen=True)
+class PassResult:
+    lease_requeued: int
+    lease_failed: int
+    republished: int
+
+
+def _publish_all(celery: Celery, jobs: list[JobRef]) -> int:
+    sent = 0
+    for job in jobs:
+        try:
+            publish_run_job(celery, job.id, job.kind, job.params)
+            sent += 1
+        except Exception as exc:  # broker down: they stay queued; next pass retries
+            log.warning("re-publish failed", job_id=str(job.id), error=str(exc))
+            break
+    return sent
+
+
+def reconcile_once(
+    engine: Engine, celery: Celery, broker: redis.Redis, *, queued_after_s: float
+) -> PassResult:
+    requeued, failed = repository.requeue_expired_leases(engine)
+    sent = _publish_all(celery, requeued)
+    # Re-publish only as many stale jobs as the broker seems to be missing, so a
+    # long but healthy backlog is not flooded with duplicates.
+    try:
+        depth = int(broker.llen(JOBS_QUEUE))
+    except redis.RedisError:
+        depth = None
+    if depth is not None:
+        missing = repository.count_queued(engine) - depth
+        if missing > 0:
+            stale = repository.touch_stale_queued(engine, queued_after_s, limit=min(missing, 1000))
+            sent += _publish_all(celery, stale)
+    result = PassResult(len(requeued), failed, sent)
+    if result.lease_requeued or result.lease_failed or result.republished:
+        log.info(
+            "reconciled",
+            lease_requeued=result.lease_requeued,
+            lease_failed=result.lease_failed,
+            republished=result.republished,
+        )
+    return result

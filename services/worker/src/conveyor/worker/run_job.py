@@ -1,0 +1,84 @@
+"""The `conveyor.run_job` task: claim, run the kind's handler, record the outcome."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from conveyor.common.kinds import KINDS
+from conveyor.common.logging import get_logger
+from conveyor.common.tasks import publish_run_job
+from conveyor.worker import repository
+from conveyor.worker.handlers import HANDLERS, TransientJobError
+from conveyor.worker.lease import LeaseKeeper
+from conveyor.worker.runtime import get_runtime
+
+log = get_logger("conveyor.worker.run_job")
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: attempt 1 waits up to base, then 2x, 4x..."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))  # noqa: S311 - not crypto
+
+
+def worker_id_for(nodename: str) -> str:
+    return f"{nodename}/{os.getpid()}"
+
+
+def run_job(task: Task[Any, Any], job_id: str) -> None:
+    runtime = get_runtime(task.app)
+    settings = runtime.settings
+    lease_s = settings.job_lease_seconds
+    try:
+        parsed_id = uuid.UUID(job_id)
+    except ValueError:
+        log.error("malformed job id in message", job_id=job_id)
+        return
+    with structlog.contextvars.bound_contextvars(job_id=job_id):
+        job = repository.claim(
+            runtime.engine, parsed_id, worker_id_for(task.request.hostname or "worker"), lease_s
+        )
+        if job is None:
+            log.info("claim was a no-op: the job is done, cancelled or held elsewhere")
+            return
+        log.info("job started", kind=job.kind, attempt=job.attempt)
+        started = time.perf_counter()
+        spec = KINDS[job.kind]
+        outcome: str | None
+        with LeaseKeeper(runtime.engine, job, lease_s):
+            try:
+                params = spec.params_model.model_validate(job.params)
+                result = HANDLERS[job.kind](params, job.attempt)
+            except (TransientJobError, SoftTimeLimitExceeded) as exc:
+                error = str(exc) or "time limit exceeded"
+                retry_in = backoff_seconds(
+                    job.attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
+                )
+                outcome = repository.fail(runtime.engine, job, error, retry_in_s=retry_in)
+                if outcome == "queued":
+                    publish_run_job(task.app, job.id, job.kind, job.params, countdown=retry_in)
+            except Exception as exc:
+                log.exception("job raised; not retrying")
+                outcome = repository.fail(
+                    runtime.engine, job, f"{type(exc).__name__}: {exc}", retry_in_s=None
+                )
+            else:
+                outcome = "succeeded" if repository.succeed(runtime.engine, job, result) else None
+        duration = time.perf_counter() - started
+        if outcome is None:
+            log.warning("outcome discarded: the lease was lost to another attempt")
+        else:
+            log.info(
+                "job finished",
+                kind=job.kind,
+                status=outcome,
+                attempt=job.attempt,
+                duration_s=round(duration, 4),
+            )

@@ -1,0 +1,21 @@
+"""Settings for the worker and the scheduler processes."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from conveyor.common.settings import Settings
+
+
+class WorkerSettings(Settings):
+    worker_concurrency: int = Field(default=2, ge=1, le=256)
+    # SIGTERM waits this long for running jobs, then requeues them (soft shutdown).
+    worker_shutdown_grace_seconds: float = Field(default=20, ge=0, le=3600)
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+    heartbeat_file: str = "/tmp/conveyor-worker.heartbeat"  # noqa: S108 - /tmp is the one writable dir
+
+
+class SchedulerSettings(Settings):
+    reconcile_interval_seconds: float = Field(default=5, gt=0, le=3600)
+    # A job still queued this long probably lost its message: publish it again.
+    reconcile_queued_after_seconds: float = Field(default=30, gt=0, le=86400)
