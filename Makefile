@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 WORKERS ?= 1
-LOCKS := requirements/api.txt requirements/worker.txt requirements/dev.txt requirements/uv.txt
 COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-version 3.11 \
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
@@ -21,19 +20,20 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/dev.txt requirements/uv.txt
+$(VENV)/.installed: requirements/dev.txt requirements/uv.txt requirements/k8s-clients.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation \
 		-e libs/common -e services/api -e services/worker
+	$(BIN)/python scripts/install_k8s_clients.py
 	touch $@
 
 up: install
 	WORKERS=$(WORKERS) $(BIN)/python scripts/run_stack.py
 
 test: install
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
@@ -48,13 +48,15 @@ lock: $(VENV)/.installed
 	$(COMPILE) requirements/api.in -o requirements/api.txt
 	$(COMPILE) requirements/worker.in -o requirements/worker.txt
 	$(COMPILE) requirements/dev.in -o requirements/dev.txt
+	$(COMPILE) --no-deps requirements/k8s-clients.in -o requirements/k8s-clients.txt
 
 # Stale when re-resolving (which keeps existing pins) changes any lock.
 lock-check: install
 	@tmp=$$(mktemp -d); status=0; \
-	for name in uv api worker dev; do \
+	for name in uv api worker dev k8s-clients; do \
 	  cp requirements/$$name.txt $$tmp/$$name.txt; \
-	  $(COMPILE) requirements/$$name.in -o $$tmp/$$name.txt; \
+	  flags=; [ $$name = k8s-clients ] && flags=--no-deps; \
+	  $(COMPILE) $$flags requirements/$$name.in -o $$tmp/$$name.txt; \
 	  if ! diff -q requirements/$$name.txt $$tmp/$$name.txt >/dev/null; then \
 	    echo "requirements/$$name.txt is stale against the pyproject files: run make lock"; \
 	    diff -u requirements/$$name.txt $$tmp/$$name.txt | head -40; status=1; \

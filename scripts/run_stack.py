@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_engines import LocalPostgres, LocalRedis
 from procfile import ROOT, read_procfile
 
-DATA = ROOT / ".data"
+DATA = Path(os.environ.get("CONVEYOR_DATA_DIR", ROOT / ".data")).resolve()
 RUN = DATA / "run"
 VENV_BIN = Path(sys.executable).parent
 # Local defaults that keep Ctrl-C under 10 s; the environment overrides them.

@@ -51,30 +51,26 @@ class BodyLimitMiddleware:
             await self._reject(scope, send)
             return
         received = 0
-        response_started = False
-
-        class _TooLarge(Exception):
-            pass
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
+                if received > self.max_bytes and not rejected:
+                    # Answer 413 now; to the app the client looks gone, so
+                    # whatever it tries to send afterwards is dropped.
+                    rejected = True
+                    await self._reject(scope, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await self._reject(scope, send)
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(

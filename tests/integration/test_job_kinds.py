@@ -1,0 +1,82 @@
+"""Each kind runs to `succeeded` with exactly DESIGN.md's result, computed here independently."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+
+from tests.support.jobs import submit, wait_terminal
+from tests.support.processes import Stack
+
+
+def sha256_rounds(data: str, iterations: int) -> str:
+    h = data.encode()
+    for _ in range(iterations):
+        h = hashlib.sha256(h).digest()
+    return h.hex()
+
+
+def primes_up_to(limit: int) -> int:
+    # Trial division: slow, obviously right, and nothing like the worker's sieve.
+    return sum(1 for n in range(2, limit + 1) if all(n % d for d in range(2, int(n**0.5) + 1)))
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack):  # type: ignore[no-untyped-def]
+    with stack.client(stack.create_key(f"kinds-{uuid.uuid4().hex[:6]}")) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "expected"),
+    [
+        ("sleep", {"ms": 120}, {"slept_ms": 120}),
+        ("sleep", {"ms": 0}, {"slept_ms": 0}),
+        (
+            "hash",
+            {"data": "conveyor", "iterations": 1000},
+            {"digest": sha256_rounds("conveyor", 1000)},
+        ),
+        ("hash", {"iterations": 1}, {"digest": sha256_rounds("", 1)}),
+        ("hash", {"data": "naïve ☃", "iterations": 7}, {"digest": sha256_rounds("naïve ☃", 7)}),
+        ("primes", {"limit": 2}, {"count": 1}),
+        ("primes", {"limit": 10_000}, {"count": primes_up_to(10_000)}),
+        ("primes", {"limit": 7919}, {"count": primes_up_to(7919)}),
+        ("fail", {"rate": 0, "seed": 1}, {"succeeded_on_attempt": 1}),
+    ],
+)
+def test_kind_result_matches_independent_computation(client, kind, params, expected) -> None:  # type: ignore[no-untyped-def]
+    job = submit(client, kind, params)
+    assert job["status"] == "queued"
+    done = wait_terminal(client, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["result"] == expected
+    assert done["attempts"] == 1
+    assert done["worker_id"]
+
+
+def test_fail_kind_retries_then_fails_with_error_recorded(client) -> None:  # type: ignore[no-untyped-def]
+    job = submit(client, "fail", {"rate": 1, "seed": 3}, max_attempts=3)
+    done = wait_terminal(client, job["id"], timeout=60)
+    assert done["status"] == "failed"
+    assert done["attempts"] == 3
+    assert "injected failure on attempt 3" in done["error"]
+    assert done["result"] is None
+
+
+def test_fail_kind_recovers_after_transient_failures(client) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    # Find a seed whose first attempt fails and second passes, the way the worker decides.
+    seed = next(
+        s
+        for s in range(1000)
+        if random.Random(f"{s}:1").random() < 0.5 <= random.Random(f"{s}:2").random()
+    )
+    job = submit(client, "fail", {"rate": 0.5, "seed": seed}, max_attempts=5)
+    done = wait_terminal(client, job["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 2
+    assert done["result"] == {"succeeded_on_attempt": 2}
