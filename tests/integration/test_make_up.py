@@ -61,13 +61,27 @@ def alive(pid: int) -> bool:
 class MakeUp:
     def __init__(self, data_dir: Path, port: int, workers: int = 1) -> None:
         self.log = data_dir.parent / f"make-up-{time.monotonic_ns()}.log"
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-        env.update(PORT=str(port), CONVEYOR_DATA_DIR=str(data_dir), WORKERS=str(workers),
-                   EMBEDDED_POSTGRES_PORT=str(free_port()), EMBEDDED_REDIS_PORT=str(free_port()))
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+        }
+        env.update(
+            PORT=str(port),
+            CONVEYOR_DATA_DIR=str(data_dir),
+            WORKERS=str(workers),
+            EMBEDDED_POSTGRES_PORT=str(free_port()),
+            EMBEDDED_REDIS_PORT=str(free_port()),
+        )
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(["make", "up"], cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["make", "up"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -107,9 +121,14 @@ def test_make_up_quickstart_restart_and_ctrl_c(data_dir: Path) -> None:
     try:
         url, key = stack.wait_ready()
         assert url == f"http://127.0.0.1:{QUICKSTART_PORT}"
-        run = subprocess.run(["bash", "-euo", "pipefail", "-c", quickstart_commands()],
-                             env={**os.environ, "CONVEYOR_API_KEY": key},
-                             capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", quickstart_commands()],
+            env={**os.environ, "CONVEYOR_API_KEY": key},
+            cwd=data_dir.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, run.stdout + run.stderr
         digest = b"hello"
         for _ in range(100_000):
@@ -125,8 +144,11 @@ def test_make_up_quickstart_restart_and_ctrl_c(data_dir: Path) -> None:
     again = MakeUp(data_dir, free_port())
     try:
         url, _ = again.wait_ready()
-        listed = subprocess.run(["curl", "-sf", f"{url}/v1/jobs", "-H",
-                                 f"Authorization: Bearer {key}"], capture_output=True, text=True)
+        listed = subprocess.run(
+            ["curl", "-sf", f"{url}/v1/jobs", "-H", f"Authorization: Bearer {key}"],
+            capture_output=True,
+            text=True,
+        )
         assert listed.returncode == 0 and '"kind":"hash"' in listed.stdout
     finally:
         again.ctrl_c()
