@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-unit test-integration lint typecheck lock lock-check clean-data help
+.PHONY: install up test test-unit lint lock lock-check clean-data help bench bench-smoke
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test      run every test tier"
 	@echo "make lint      ruff + mypy"
 	@echo "make lock      regenerate requirements/*.txt from the pyproject files"
+	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
 
 install: $(VENV)/.installed
 
@@ -37,6 +38,13 @@ test: install
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
+
+# Benchmarks against bare FastAPI and bare Celery in the same run (needs wrk).
+bench: install
+	$(BIN)/python -m bench.run
+
+bench-smoke: install
+	$(BIN)/python -m bench.run --smoke --out bench/out/smoke.json
 
 lint: install
 	$(BIN)/ruff check .
@@ -65,3 +73,9 @@ lock-check: install
 
 clean-data:
 	rm -rf .data
+
+# The container tier (issue 4): builds both images and runs them on a Docker engine.
+# Fails, never skips, when no engine answers. Base image: $SANDBOX_PYTHON_IMAGE if set.
+.PHONY: test-containers
+test-containers: install
+	$(BIN)/python -m pytest tests/container

@@ -94,12 +94,18 @@ def _from_docker() -> Iterator[Engines]:
 
 
 @contextlib.contextmanager
-def embedded_engines(workdir: Path) -> Iterator[tuple[LocalPostgres, LocalRedis]]:
-    # As root, Postgres runs as `nobody`, which cannot enter pytest's 0700 tmp dirs.
-    workdir = Path(tempfile.mkdtemp(prefix="conveyor-engines-"))
-    workdir.chmod(0o755)
-    pg = LocalPostgres(workdir / "postgres", free_port(), database="postgres", durable=False)
-    rd = LocalRedis(workdir / "redis", free_port(), durable=False)
+def embedded_engines(
+    workdir: Path | None = None, *, durable: bool = False
+) -> Iterator[tuple[LocalPostgres, LocalRedis]]:
+    """Embedded Postgres and Redis on free ports, removed afterwards.
+
+    `workdir` is ignored: as root, Postgres runs as `nobody`, which cannot
+    enter pytest's 0700 tmp dirs, so the data goes to a fresh /tmp dir.
+    """
+    base = Path(tempfile.mkdtemp(prefix="conveyor-engines-"))
+    base.chmod(0o755)
+    pg = LocalPostgres(base / "postgres", free_port(), database="postgres", durable=durable)
+    rd = LocalRedis(base / "redis", free_port(), durable=durable)
     try:
         pg.start()
         rd.start()
@@ -107,7 +113,7 @@ def embedded_engines(workdir: Path) -> Iterator[tuple[LocalPostgres, LocalRedis]
     finally:
         rd.stop()
         pg.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextlib.contextmanager

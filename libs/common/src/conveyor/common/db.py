@@ -12,11 +12,12 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.common.settings import Settings
+from conveyor.common.telemetry import instrument_engine
 
 
 def make_async_engine(settings: Settings) -> AsyncEngine:
     """The API's engine: asyncpg, a bounded pool, and stale connections dropped."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.async_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
@@ -24,6 +25,8 @@ def make_async_engine(settings: Settings) -> AsyncEngine:
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},
     )
+    instrument_engine(engine.sync_engine)  # SQL spans, when this process exports traces
+    return engine
 
 
 def make_async_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -32,7 +35,7 @@ def make_async_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSess
 
 def make_sync_engine(settings: Settings, *, pool_size: int = 2) -> Engine:
     """The worker's and the scripts' engine: psycopg 3, small, one per process."""
-    return create_engine(
+    engine = create_engine(
         settings.sync_database_url,
         pool_size=pool_size,
         max_overflow=2,
@@ -40,6 +43,8 @@ def make_sync_engine(settings: Settings, *, pool_size: int = 2) -> Engine:
         pool_timeout=10,
         connect_args={"connect_timeout": 5},
     )
+    instrument_engine(engine)  # SQL spans, when this process exports traces
+    return engine
 
 
 def make_sync_sessionmaker(engine: Engine) -> sessionmaker[Session]:

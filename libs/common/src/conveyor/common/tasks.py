@@ -62,6 +62,7 @@ def publish_run_job(
     params: dict[str, Any],
     *,
     countdown: float | None = None,
+    producer: Any = None,
 ) -> None:
     """Send one `conveyor.run_job`. Blocking: call it off the event loop.
 
@@ -76,5 +77,6 @@ def publish_run_job(
         soft_time_limit=int(soft),
         time_limit=int(hard),
         countdown=countdown,
+        producer=producer,
         retry=False,
     )

@@ -10,16 +10,19 @@ from conveyor.api.app import create_app
 from conveyor.api.settings import ApiSettings
 from conveyor.common.logging import configure_logging
 from conveyor.common.settings import load_settings
+from conveyor.common.telemetry import configure_tracing
 
 
 def main() -> None:
     settings = load_settings(ApiSettings)
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("conveyor-api")
     config = uvicorn.Config(
         create_app(settings),
         host="0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
         port=settings.port,
         log_config=None,  # our handlers render uvicorn's logs as JSON
+        access_log=False,  # metrics.MetricsMiddleware logs each request, with its ids
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         proxy_headers=True,
         forwarded_allow_ips="*",

@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from conveyor.api import health, stats
+from conveyor.api.jobs.batch import router as batch_router
 from conveyor.api.jobs.router import router as jobs_router
 from conveyor.api.metrics import MetricsMiddleware, make_api_metrics
 from conveyor.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from conveyor.api.problems import install_problem_handlers
 from conveyor.api.settings import ApiSettings
 from conveyor.api.state import AppState
+from conveyor.api.tracing import instrument_app
 
 DESCRIPTION = """
 Submit jobs, read their results, list them, and cancel the ones still queued.
@@ -25,7 +27,7 @@ details (`application/problem+json`).
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    metrics = make_api_metrics()
+    metrics = make_api_metrics(settings.broker_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,10 +46,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(batch_router)
     app.include_router(jobs_router)
     app.include_router(stats.router)
     # Outermost last: request ids wrap everything, so every log line carries one.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app.router)
     app.add_middleware(RequestIdMiddleware)
+    instrument_app(app)  # OTel server spans wrap the whole stack, when tracing is configured
     return app

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.deps import StateDep
 from conveyor.api.state import AppState
@@ -62,4 +63,6 @@ async def version(state: StateDep) -> dict[str, str]:
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(state: StateDep) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # Off the event loop: collectors may do blocking I/O (the queue depth reads Redis).
+    body = await run_in_threadpool(generate_latest, state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

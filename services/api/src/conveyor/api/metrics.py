@@ -1,13 +1,36 @@
-"""Prometheus metrics for the API: RED by route template, and job submissions."""
+"""Prometheus metrics for the API, and its access log.
+
+- RED by route template: `http_requests_total`, `http_request_duration_seconds`.
+- `conveyor_jobs_submitted_total` by kind.
+- `conveyor_queue_depth`: the broker's backlog (Redis LLEN), read at scrape time.
+
+`MetricsMiddleware` also writes the access log (uvicorn's own is off): one
+`conveyor.api.access` event per request, inside the request's context, so it
+carries `request_id`, `trace_id` and `span_id` like every other line.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conveyor.common.logging import get_logger
+from conveyor.common.tasks import JOBS_QUEUE
+
+access_log = get_logger("conveyor.api.access")
+
+# Probes and scrapes that succeed are logged at DEBUG: at INFO they would drown
+# the lines people read. Failures stay at INFO.
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 @dataclass(frozen=True)
@@ -18,9 +41,52 @@ class ApiMetrics:
     jobs_submitted: Counter
 
 
-def make_api_metrics() -> ApiMetrics:
+class QueueDepthCollector(Collector):
+    """`conveyor_queue_depth{queue}`: LLEN of the Celery queue's Redis list, per scrape.
+
+    /metrics renders on a worker thread (health.py), so the blocking client is
+    fine; a short timeout keeps a sick Redis from stalling the scrape. When Redis
+    does not answer, the series is absent (and `/readyz` says why).
+    """
+
+    def __init__(self, broker_url: str, queues: Iterable[str] = (JOBS_QUEUE,)) -> None:
+        self.broker_url = broker_url
+        self.queues = tuple(queues)
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "conveyor_queue_depth",
+            "Job messages waiting in the broker for a worker (Redis LLEN), by queue.",
+            labels=["queue"],
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        # Registration calls describe(), not collect(): no Redis call at startup.
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        try:
+            with self._lock:
+                if self._client is None:
+                    self._client = redis.Redis.from_url(
+                        self.broker_url, socket_timeout=0.5, socket_connect_timeout=0.5
+                    )
+                client = self._client
+            for queue in self.queues:
+                family.add_metric([queue], float(client.llen(queue)))
+        except (redis.RedisError, OSError):
+            return []
+        return [family]
+
+
+def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
     # A registry per app, so tests can build many apps in one process.
     registry = CollectorRegistry()
+    if broker_url:
+        registry.register(QueueDepthCollector(broker_url))
     return ApiMetrics(
         registry=registry,
         requests=Counter(
@@ -76,7 +142,26 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
+            elapsed = time.perf_counter() - start
             route = _route_template(self.router_app, scope)
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            _log_access(scope, method, route, status, elapsed)
+
+
+def _log_access(scope: Scope, method: str, route: str, status: int, elapsed: float) -> None:
+    path = scope.get("path", "")
+    quiet = path in _QUIET_PATHS and status < 400
+    log = access_log.debug if quiet else access_log.info
+    client = scope.get("client")
+    log(
+        f"{method} {path} {status}",
+        method=method,
+        path=path,
+        route=route,
+        status=status,
+        duration_ms=round(elapsed * 1000, 2),
+        client=client[0] if client else None,
+        http_version=scope.get("http_version"),
+    )

@@ -43,5 +43,25 @@ class JobPublisher:
             )
             return False
 
+    async def publish_many(self, jobs: list[tuple[uuid.UUID, str, dict[str, Any]]]) -> int:
+        """Publish many on one thread hop and one producer; returns how many were sent."""
+        if time.monotonic() < self._skip_until or not jobs:
+            return 0
+
+        def send_all() -> int:
+            sent = 0
+            with self.celery.producer_or_acquire() as producer:
+                for job_id, kind, params in jobs:
+                    publish_run_job(self.celery, job_id, kind, params, producer=producer)
+                    sent += 1
+            return sent
+
+        try:
+            return await run_in_threadpool(send_all)
+        except Exception as exc:
+            self._skip_until = time.monotonic() + self.backoff_s
+            log.warning("batch publish failed; the reconciler will retry", error=str(exc))
+            return 0
+
     def close(self) -> None:
         self.celery.close()

@@ -1,0 +1,104 @@
+"""API measurements: single submits against a bare FastAPI baseline, batches,
+start-up and shutdown times, and idle memory."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+
+from bench.harness import Bench, rss_mb, spawn, wait_until, wrk
+from tests.support.engines import free_port
+from tests.support.processes import PROCFILE, base_env
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def api_submit(bench: Bench) -> dict[str, float]:
+    seconds = 3 if bench.smoke else 15
+    stack = bench.stack()
+    key = stack.create_key("bench")
+    stack.start_api()
+    wrk(f"{stack.api_url}/v1/jobs", 2, 32, key)  # warm-up: pools, caches, JIT-less Python paths
+    ours = wrk(f"{stack.api_url}/v1/jobs", seconds, 32, key)
+    stack.stop()
+
+    port = free_port()
+    baseline = spawn(
+        "baseline-api",
+        f"python -m uvicorn --factory bench.baseline_api:create_app --host 0.0.0.0 --port {port} "
+        "--no-server-header --log-level info",
+        base_env(),
+        bench.workdir / "logs",
+    )
+    try:
+        wait_until(lambda: _ready(f"http://127.0.0.1:{port}/docs"), 30, what="baseline API")
+        wrk(f"http://127.0.0.1:{port}/v1/jobs", 2, 32, None)
+        base = wrk(f"http://127.0.0.1:{port}/v1/jobs", seconds, 32, None)
+    finally:
+        baseline.stop()
+    return {
+        "jobs_per_s": round(ours["req_per_s"], 1),
+        "p50_ms": round(ours["p50_ms"], 2),
+        "p99_ms": round(ours["p99_ms"], 2),
+        "baseline_req_per_s": round(base["req_per_s"], 1),
+        "ratio": round(ours["req_per_s"] / base["req_per_s"], 3),
+    }
+
+
+def api_batch(bench: Bench) -> dict[str, float]:
+    stack = bench.stack()
+    key = stack.create_key("bench")
+    stack.start_api()
+    batches = 3 if bench.smoke else 10
+    body = {"jobs": [{"kind": "sleep", "params": {"ms": 0}}] * 1000}
+    with stack.client(key) as client:
+        assert client.post("/v1/jobs:batch", json=body).status_code == 202  # warm-up
+        started = time.perf_counter()
+        for _ in range(batches):
+            response = client.post("/v1/jobs:batch", json=body)
+            assert response.status_code == 202, response.text
+        elapsed = time.perf_counter() - started
+    stack.stop()
+    return {"jobs_per_s": round(batches * 1000 / elapsed, 1)}
+
+
+def startup_and_memory(bench: Bench) -> tuple[dict[str, float], dict[str, float]]:
+    stack = bench.stack()
+    port = free_port()
+    runs = 1 if bench.smoke else 3
+    ready_s, stop_s, rss = [], [], []
+    for _ in range(runs):
+        started = time.monotonic()
+        proc = spawn("web", PROCFILE["web"], stack.env(PORT=str(port)), bench.workdir / "logs")
+        wait_until(
+            lambda: _ready(f"http://127.0.0.1:{port}/readyz"), 30, interval=0.01, what="API ready"
+        )
+        ready_s.append(time.monotonic() - started)
+        time.sleep(1)
+        rss.append(rss_mb(proc.popen.pid))
+        stopping = time.monotonic()
+        proc.popen.send_signal(signal.SIGTERM)
+        proc.popen.wait(30)
+        stop_s.append(time.monotonic() - stopping)
+
+    worker_s = []
+    for _ in range(runs):
+        started = time.monotonic()
+        worker = stack.start_worker(concurrency=2)
+        worker_s.append(time.monotonic() - started)
+        worker.stop()
+    return (
+        {
+            "api_ready_s": round(min(ready_s), 3),
+            "worker_ready_s": round(min(worker_s), 3),
+            "api_stop_s": round(min(stop_s), 3),
+        },
+        {"api_rss_mb": round(max(rss), 1)},
+    )

@@ -1,0 +1,42 @@
+"""The baseline for `worker`: a bare Celery no-op task with Conveyor's Celery settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from celery import Celery
+
+from conveyor.common.settings import Settings
+from conveyor.common.tasks import JOBS_QUEUE, celery_config
+
+NOOP_TASK = "bench.noop"
+
+
+def create_app() -> Celery:
+    settings = Settings()  # type: ignore[call-arg]
+    app = Celery("bench-baseline", set_as_current=True)
+    app.conf.update(celery_config(settings))
+
+    @app.task(name=NOOP_TASK)
+    def noop() -> None:
+        return None
+
+    return app
+
+
+if __name__ == "__main__":
+    concurrency = os.environ.get("WORKER_CONCURRENCY", "2")
+    create_app().worker_main(
+        [
+            "--quiet",
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--queues={JOBS_QUEUE}",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel=INFO",
+            f"--hostname=baseline-{os.getpid()}@bench",
+            *sys.argv[1:],
+        ]
+    )

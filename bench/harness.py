@@ -1,0 +1,127 @@
+"""Shared pieces of `make bench`: engines, stacks, timing and machine facts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.support.engines import Engines, embedded_engines
+from tests.support.processes import Stack, spawn, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Bench:
+    engines: Engines
+    workdir: Path
+    smoke: bool
+    _redis_db: int = 0
+
+    def stack(self, **env: str) -> Stack:
+        """A fresh database and Redis db, migrated, with nothing running yet."""
+        self._redis_db += 1
+        stack = Stack(
+            database_url=self.engines.database(f"bench_{uuid.uuid4().hex[:8]}"),
+            redis_url=self.engines.redis(self._redis_db),
+            log_dir=self.workdir / "logs",
+            extra_env={"LOG_LEVEL": "INFO", **env},
+        )
+        stack.migrate()
+        return stack
+
+
+@contextlib.contextmanager
+def bench_engines(workdir: Path) -> Iterator[Engines]:
+    # Durable settings, like `make up`: commits really reach the disk.
+    with embedded_engines(workdir, durable=True) as (pg, rd):
+        yield Engines("embedded", pg.url, rd.url.rsplit("/", 1)[0])
+
+
+def count_status(database_url: str, status: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs WHERE status = %s", (status,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+def wait_jobs_done(database_url: str, total: int, timeout: float) -> float:
+    """Polls until `total` jobs succeeded; returns the monotonic time it saw it."""
+    wait_until(
+        lambda: count_status(database_url, "succeeded") >= total,
+        timeout,
+        interval=0.02,
+        what=f"{total} jobs to succeed",
+    )
+    return time.monotonic()
+
+
+def submit_batches(client: httpx.Client, jobs: list[dict[str, object]]) -> None:
+    for start in range(0, len(jobs), 1000):
+        response = client.post("/v1/jobs:batch", json={"jobs": jobs[start : start + 1000]})
+        assert response.status_code == 202, response.text
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def machine() -> dict[str, object]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "os": platform.platform(terse=True),
+    }
+
+
+def wrk(url: str, seconds: int, connections: int, key: str | None) -> dict[str, float]:
+    """Runs wrk with 2 threads and keep-alive connections; returns req/s and latency in ms."""
+    env = {**os.environ, "BENCH_API_KEY": key or ""}
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(ROOT / "bench" / "wrk_submit.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    out = done.stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"req_per_s": rate, "p50_ms": pct("50"), "p99_ms": pct("99")}
+
+
+__all__ = ["Bench", "spawn", "wait_until"]

@@ -1,0 +1,90 @@
+"""Worker measurements: end-to-end jobs against a bare Celery no-op task, and
+how throughput scales with worker processes for CPU- and IO-bound kinds."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from bench.baseline_worker import NOOP_TASK, create_app
+from bench.harness import Bench, spawn, submit_batches, wait_jobs_done, wait_until
+from conveyor.common.tasks import JOBS_QUEUE
+
+
+def _jobs_per_s(bench: Bench, jobs: list[dict[str, object]], concurrency: int) -> float:
+    """Enqueue everything first, then time one worker draining it."""
+    stack = bench.stack()
+    key = stack.create_key("bench")
+    stack.start_api()
+    with stack.client(key) as client:
+        submit_batches(client, jobs)
+    worker = stack.start_worker(concurrency=concurrency)
+    ready = time.monotonic()
+    finished = wait_jobs_done(stack.database_url, len(jobs), timeout=600)
+    stack.stop()
+    worker.stop()
+    return len(jobs) / (finished - ready)
+
+
+def worker_e2e(bench: Bench) -> dict[str, float]:
+    total = 300 if bench.smoke else 3000
+    ours = _jobs_per_s(bench, [{"kind": "sleep", "params": {"ms": 0}}] * total, 2)
+
+    stack = bench.stack()
+    broker = redis.Redis.from_url(stack.redis_url)
+    os.environ.update(DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
+    client = create_app()
+    with client.producer_or_acquire() as producer:
+        for _ in range(total):
+            client.send_task(NOOP_TASK, queue=JOBS_QUEUE, producer=producer)
+    client.close()
+    worker = spawn(
+        "baseline-worker",
+        "python -m bench.baseline_worker",
+        stack.env(WORKER_CONCURRENCY="2"),
+        bench.workdir / "logs",
+    )
+    wait_until(lambda: "ready" in worker.output(), 30, what="baseline worker ready")
+    ready = time.monotonic()
+    wait_until(
+        lambda: broker.llen(JOBS_QUEUE) == 0 and broker.hlen("unacked") == 0,
+        600,
+        interval=0.02,
+        what="baseline tasks drained",
+    )
+    baseline = total / (time.monotonic() - ready)
+    worker.stop()
+    return {
+        "jobs_per_s": round(ours, 1),
+        "baseline_tasks_per_s": round(baseline, 1),
+        "ratio": round(ours / baseline, 3),
+    }
+
+
+def scaling_cpu(bench: Bench) -> dict[str, float]:
+    iterations = 50_000 if bench.smoke else 300_000
+    count = 8 if bench.smoke else 40
+    jobs = [
+        {"kind": "hash", "params": {"data": f"j{n}", "iterations": iterations}}
+        for n in range(count)
+    ]
+    one = _jobs_per_s(bench, jobs, 1)
+    two = _jobs_per_s(bench, jobs, 2)
+    return {
+        "jobs_per_s_1": round(one, 2),
+        "jobs_per_s_2": round(two, 2),
+        "speedup_2_vs_1": round(two / one, 3),
+    }
+
+
+def scaling_io(bench: Bench) -> dict[str, float]:
+    per_process = 3 if bench.smoke else 10
+    one = _jobs_per_s(bench, [{"kind": "sleep", "params": {"ms": 100}}] * per_process, 1)
+    many = _jobs_per_s(bench, [{"kind": "sleep", "params": {"ms": 100}}] * (32 * per_process), 32)
+    return {
+        "jobs_per_s_1": round(one, 2),
+        "jobs_per_s_32": round(many, 2),
+        "efficiency_32": round(many / (32 * one), 3),
+    }

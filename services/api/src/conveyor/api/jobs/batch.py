@@ -1,0 +1,83 @@
+"""POST /v1/jobs:batch: up to 1000 jobs in one request and one transaction,
+so load generators can outrun single submits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.dialects.postgresql import insert
+
+from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
+from conveyor.api.jobs.schemas import JobCreate, JobOut
+from conveyor.common.models import Job, JobStatus
+
+MAX_BATCH = 1000
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+class JobBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobs: list[JobCreate] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class JobBatchOut(BaseModel):
+    items: list[JobOut]
+
+
+_EXAMPLE = {
+    "jobs": [
+        {"kind": "sleep", "params": {"ms": 100}},
+        {"kind": "hash", "params": {"data": "a", "iterations": 1000}},
+    ]
+}
+
+
+@router.post(
+    "/jobs:batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobBatchOut,
+    summary="Submit up to 1000 jobs at once",
+    responses={
+        400: {"description": "Malformed JSON", "content": {"application/problem+json": {}}},
+        401: {"description": "Missing or bad API key", "content": {"application/problem+json": {}}},
+        413: {
+            "description": "Body over the size limit",
+            "content": {"application/problem+json": {}},
+        },
+        422: {
+            "description": "An invalid job; none is stored",
+            "content": {"application/problem+json": {}},
+        },
+        429: {"description": "Rate limit exceeded", "content": {"application/problem+json": {}}},
+        503: {"description": "Database unavailable", "content": {"application/problem+json": {}}},
+    },
+)
+async def submit_batch(
+    body: Annotated[JobBatchCreate, Body(examples=[_EXAMPLE])],
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+) -> JobBatchOut:
+    """All or nothing: one invalid job rejects the whole batch (422, naming `jobs.N...`)."""
+    default_attempts = state.settings.default_max_attempts
+    rows: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": principal.tenant_id,
+            "kind": job.kind,
+            "params": job.params.model_dump(mode="json"),
+            "status": JobStatus.QUEUED.value,
+            "attempts": 0,
+            "max_attempts": job.max_attempts or default_attempts,
+        }
+        for job in body.jobs
+    ]
+    inserted = (await session.execute(insert(Job).returning(Job), rows)).scalars().all()
+    await session.commit()
+    for job in inserted:
+        state.metrics.jobs_submitted.labels(job.kind).inc()
+    await state.publisher.publish_many([(job.id, job.kind, job.params) for job in inserted])
+    return JobBatchOut(items=[JobOut.model_validate(job) for job in inserted])
