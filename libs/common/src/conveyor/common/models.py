@@ -87,6 +87,8 @@ class Job(Base):
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_in_range"),
         # Listing: newest first within a tenant, with a stable tiebreak for cursors.
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        # Throughput, latency and recent failures for /v1/stats and the dashboard.
+        Index("ix_jobs_tenant_finished", "tenant_id", "finished_at"),
         # The reconciler scans only live jobs.
         Index(
             "ix_jobs_live_status_updated",

@@ -16,6 +16,9 @@ from conveyor.common.settings import Settings
 
 RUN_JOB_TASK = "conveyor.run_job"
 JOBS_QUEUE = "conveyor.jobs"
+# Each worker process keeps `<prefix><nodename>` alive in Redis while it runs.
+WORKER_PRESENCE_PREFIX = "conveyor:worker:"
+WORKER_PRESENCE_TTL_S = 15
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

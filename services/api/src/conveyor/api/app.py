@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from conveyor.api import health, stats
+from conveyor.api.dashboard.router import router as dashboard_router
 from conveyor.api.jobs.batch import router as batch_router
 from conveyor.api.jobs.router import router as jobs_router
 from conveyor.api.metrics import MetricsMiddleware, make_api_metrics
@@ -49,6 +50,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(batch_router)
     app.include_router(jobs_router)
     app.include_router(stats.router)
+    app.include_router(dashboard_router)
     # Outermost last: request ids wrap everything, so every log line carries one.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app.router)

@@ -1,0 +1,1 @@
+"""The live dashboard: one static page that polls /v1/stats every second."""

@@ -1,0 +1,54 @@
+"""The worker's heartbeat: a file for the exec probe, and a Redis key with a TTL
+so the API can count workers online without asking Celery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import bootsteps
+
+from conveyor.common.tasks import WORKER_PRESENCE_PREFIX, WORKER_PRESENCE_TTL_S
+
+BEAT_S = 5.0
+
+
+class HeartbeatStep(bootsteps.StartStopStep):
+    """Runs on the worker's own event loop, so a stuck loop stops the beat."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref: Any = None
+        self.redis: redis.Redis | None = None
+
+    def start(self, parent: Any) -> None:
+        settings = parent.app.conveyor_settings
+        path = Path(settings.heartbeat_file)
+        key = f"{WORKER_PRESENCE_PREFIX}{parent.hostname}"
+        self.redis = redis.Redis.from_url(
+            settings.broker_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        client = self.redis
+
+        def beat() -> None:
+            path.touch()
+            try:
+                client.set(key, settings.worker_concurrency, ex=WORKER_PRESENCE_TTL_S)
+            except redis.RedisError:
+                pass  # the broker is down; presence comes back with it
+
+        beat()
+        self.tref = parent.timer.call_repeatedly(BEAT_S, beat, priority=10)
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+        if self.redis is not None:
+            try:
+                self.redis.delete(f"{WORKER_PRESENCE_PREFIX}{parent.hostname}")
+            except redis.RedisError:
+                pass
+            self.redis.close()
