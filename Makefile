@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-unit lint lock lock-check clean-data help bench bench-smoke
+.PHONY: install up test test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test      run every test tier"
 	@echo "make lint      ruff + mypy"
 	@echo "make lock      regenerate requirements/*.txt from the pyproject files"
+	@echo "make loadtest  Locust against the running stack (second terminal)"
 	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
 
 install: $(VENV)/.installed
@@ -38,6 +39,10 @@ test: install
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
+
+# Locust against the running `make up` stack (or CONVEYOR_URL + CONVEYOR_API_KEY).
+loadtest: install
+	$(BIN)/python scripts/loadtest/run.py
 
 # Benchmarks against bare FastAPI and bare Celery in the same run (needs wrk).
 bench: install

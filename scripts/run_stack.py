@@ -156,6 +156,10 @@ def main() -> None:
             start_new_session=True,
         )
         wait_ready(port, supervisor)
+        # For `make loadtest` in another terminal; .data/ is local and ignored by git.
+        (RUN / "api-url").write_text(f"http://127.0.0.1:{port}\n")
+        (RUN / "api-key").touch(mode=0o600)
+        (RUN / "api-key").write_text(f"{key}\n")
         print(f"API: http://127.0.0.1:{port}", flush=True)
         print(f"API key: {key}", flush=True)
         say(
