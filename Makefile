@@ -44,6 +44,10 @@ test-unit: install
 loadtest: install
 	$(BIN)/python scripts/loadtest/run.py
 
+# Throughput and queue depth as workers are added: demo/scaling.png and demo/scaling.md.
+demo-scaling: install
+	$(BIN)/python -m bench.demo_scaling
+
 # Benchmarks against bare FastAPI and bare Celery in the same run (needs wrk).
 bench: install
 	$(BIN)/python -m bench.run
