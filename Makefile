@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements/dev.txt requirements/uv.txt requirements/k8s-clients.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
-	$(UV) pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes requirements/dev.txt
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation \
 		-e libs/common -e services/api -e services/worker
 	$(BIN)/python scripts/install_k8s_clients.py
@@ -64,13 +64,14 @@ lock: $(VENV)/.installed
 	$(COMPILE) requirements/uv.in -o requirements/uv.txt
 	$(COMPILE) requirements/api.in -o requirements/api.txt
 	$(COMPILE) requirements/worker.in -o requirements/worker.txt
+	$(COMPILE) requirements/loadgen.in -o requirements/loadgen.txt
 	$(COMPILE) requirements/dev.in -o requirements/dev.txt
 	$(COMPILE) --no-deps requirements/k8s-clients.in -o requirements/k8s-clients.txt
 
 # Stale when re-resolving (which keeps existing pins) changes any lock.
 lock-check: install
 	@tmp=$$(mktemp -d); status=0; \
-	for name in uv api worker dev k8s-clients; do \
+	for name in uv api worker loadgen dev k8s-clients; do \
 	  cp requirements/$$name.txt $$tmp/$$name.txt; \
 	  flags=; [ $$name = k8s-clients ] && flags=--no-deps; \
 	  $(COMPILE) $$flags requirements/$$name.in -o $$tmp/$$name.txt; \
