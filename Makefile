@@ -35,7 +35,7 @@ up: install
 	WORKERS=$(WORKERS) $(BIN)/python scripts/run_stack.py
 
 test: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not container"
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

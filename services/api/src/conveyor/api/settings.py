@@ -9,8 +9,9 @@ from conveyor.common.settings import Settings
 
 class ApiSettings(Settings):
     port: int = Field(default=8000, ge=1, le=65535)
-    # Uvicorn waits this long for in-flight requests after SIGTERM.
-    graceful_timeout_seconds: float = Field(default=10, ge=0, le=300)
+    # Uvicorn waits this long for in-flight requests after SIGTERM; under
+    # `docker stop`'s 10 s by default.
+    graceful_timeout_seconds: float = Field(default=8, ge=0, le=300)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Requests per minute per API key; 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=0, ge=0)

@@ -10,7 +10,9 @@ from conveyor.common.settings import Settings
 class WorkerSettings(Settings):
     worker_concurrency: int = Field(default=2, ge=1, le=256)
     # SIGTERM waits this long for running jobs, then requeues them (soft shutdown).
-    worker_shutdown_grace_seconds: float = Field(default=20, ge=0, le=3600)
+    # Celery waits the whole time if any job runs, so the default fits inside
+    # `docker stop`'s 10 s; the chart sets its own, with a longer grace period.
+    worker_shutdown_grace_seconds: float = Field(default=8, ge=0, le=3600)
     metrics_port: int = Field(default=9808, ge=0, le=65535)
     heartbeat_file: str = "/tmp/conveyor-worker.heartbeat"  # noqa: S108 - /tmp is the one writable dir
 
