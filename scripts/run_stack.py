@@ -74,8 +74,10 @@ def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
         f"[supervisorctl]\nserverurl=unix://{RUN / 'supervisor.sock'}\n",
     ]
     for name, count in (("web", 1), ("worker", workers), ("scheduler", 1)):
+        # Each worker process serves its metrics on its own port: 9800, 9801, ...
+        extra = 'environment=METRICS_PORT="98%(process_num)02d"\n' if name == "worker" else ""
         sections.append(
-            f"[program:{name}]\ncommand={procs[name]}\ndirectory={ROOT}\n"
+            f"[program:{name}]\ncommand={procs[name]}\ndirectory={ROOT}\n{extra}"
             f"numprocs={count}\nprocess_name=%(program_name)s-%(process_num)d\n"
             "autorestart=true\nstartsecs=1\nstartretries=100\n"
             f"stopsignal=TERM\nstopwaitsecs={stopwait}\nstopasgroup=true\nkillasgroup=true\n"

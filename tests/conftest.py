@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.engines import Engines, provide_engines
 from tests.support.processes import Stack
 
-_redis_dbs = itertools.count(1)
+# Redis db 0 is left alone; 1..15 are handed out in turn and flushed on reuse.
+# Stacks are module-scoped, so far fewer than 15 are ever alive at once.
+_redis_dbs = itertools.cycle(range(1, 16))
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +25,17 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
         yield found
 
 
+def fresh_redis_url(engines: Engines) -> str:
+    """A Redis database of its own (flushed), so stacks never share a queue."""
+    url = engines.redis(next(_redis_dbs))
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
 def new_stack(engines: Engines, log_dir: Path, **extra_env: str) -> Stack:
-    db_index = next(_redis_dbs)
-    if db_index > 15:
-        raise RuntimeError("more than 15 stacks in one session: Redis has 16 databases")
     stack = Stack(
         database_url=engines.database(f"conveyor_{uuid.uuid4().hex[:10]}"),
-        redis_url=engines.redis(db_index),
+        redis_url=fresh_redis_url(engines),
         log_dir=log_dir,
         extra_env=extra_env,
     )

@@ -164,7 +164,8 @@ def test_optional_components():
     assert not {"flower", "loadgen"} & {component_of(m) for m in rendered("default")}
     manifests = rendered("all-optional")
     [flower] = pod_spec(find(manifests, "Deployment", "flower"))["containers"]
-    assert flower["command"] == ["celery", "--broker=$(REDIS_URL)", "flower", "--port=5555"]
+    assert flower["command"] == ["python", "-m", "conveyor.worker.flower"]
+    assert {"name": "FLOWER_PORT", "value": "5555"} in flower["env"]
     [loadgen] = pod_spec(find(manifests, "Deployment", "loadgen"))["containers"]
     assert loadgen["command"] == ["locust", "-f", "scripts/loadtest/locustfile.py"]
     assert loadgen["image"].startswith("conveyor-loadgen:")

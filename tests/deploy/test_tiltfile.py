@@ -1096,8 +1096,8 @@ BREAKS = [
     ),
     (
         "no-watcher",
-        "DEV_WATCHERS = ['api', 'worker', 'scheduler']",
-        "DEV_WATCHERS = ['api', 'worker']",
+        "DEV_WATCHERS = ['api', 'worker', 'scheduler', 'flower']",
+        "DEV_WATCHERS = ['api', 'worker', 'flower']",
         {},
         "reload: Deployment/conveyor-scheduler container 'scheduler' runs 'python -m "
         "conveyor.worker.scheduler' from live-updated conveyor-worker with no file watcher",

@@ -45,7 +45,7 @@ def test_dashboard_loads_and_numbers_move(stack: Stack, browser, tmp_path: Path)
     page = browser.new_page()
     page.goto(f"{stack.api_url}/dashboard#key={key}")
     page.wait_for_function("document.getElementById('succeeded').textContent === '0'")
-    assert number(page, "workers") not in {"–", "0", "n/a"}
+    assert number(page, "workers") not in {"\u2013", "0", "n/a"}
     with stack.client(key) as client:
         for _ in range(40):
             submit(client, "sleep", {"ms": 50})

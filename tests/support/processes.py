@@ -157,7 +157,14 @@ class Stack:
         proc = spawn(
             "worker",
             PROCFILE["worker"],
-            self.env(WORKER_CONCURRENCY=str(concurrency), HEARTBEAT_FILE=str(heartbeat), **env),
+            self.env(
+                **{
+                    "WORKER_CONCURRENCY": str(concurrency),
+                    "HEARTBEAT_FILE": str(heartbeat),
+                    "METRICS_PORT": str(free_port()),
+                    **env,
+                }
+            ),
             self.log_dir,
         )
         self.procs.append(proc)

@@ -19,12 +19,21 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped-d
 @pytest.mark.parametrize(
     ("given", "asyncpg", "psycopg"),
     [
-        ("postgres://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app",
-         "postgresql+psycopg://u:p@db:5432/app"),
-        ("postgresql://u:p@db/app", "postgresql+asyncpg://u:p@db/app",
-         "postgresql+psycopg://u:p@db/app"),
-        ("postgresql://u:p@db/app?sslmode=require", "postgresql+asyncpg://u:p@db/app?ssl=require",
-         "postgresql+psycopg://u:p@db/app?sslmode=require"),
+        (
+            "postgres://u:p@db:5432/app",
+            "postgresql+asyncpg://u:p@db:5432/app",
+            "postgresql+psycopg://u:p@db:5432/app",
+        ),
+        (
+            "postgresql://u:p@db/app",
+            "postgresql+asyncpg://u:p@db/app",
+            "postgresql+psycopg://u:p@db/app",
+        ),
+        (
+            "postgresql://u:p@db/app?sslmode=require",
+            "postgresql+asyncpg://u:p@db/app?ssl=require",
+            "postgresql+psycopg://u:p@db/app?sslmode=require",
+        ),
     ],
 )
 def test_plain_database_urls_get_our_drivers(env, given: str, asyncpg: str, psycopg: str) -> None:  # type: ignore[no-untyped-def]

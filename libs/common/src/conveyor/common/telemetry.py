@@ -12,11 +12,14 @@ The standard variables, and nothing Conveyor-specific:
 - `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`).
 - `OTEL_SDK_DISABLED=true` turns everything off, trace ids in logs included.
 
-With no exporter, spans are never recorded (the sampler is `always_off`), no span
-processor or exporter thread exists, and only the HTTP server and Celery hooks
-run: they still mint trace ids and carry them in `traceparent` headers, so log
-lines of the API and the worker for one job share a `trace_id` even without a
-collector. SQLAlchemy and Redis are instrumented only when spans are exported.
+With no exporter (`none`, the default without an endpoint) no tracer provider is
+set at all: every instrumentation runs OpenTelemetry's no-op tracer, no span is
+created or recorded, and no processor or exporter thread exists. Only the W3C
+context still travels: the API mints a trace id per request (or continues the
+caller's `traceparent`) in a few microseconds, and Celery's hooks carry it in the
+task headers, so the API's and the worker's log lines for one job share a
+`trace_id` even without a collector. SQLAlchemy and Redis are instrumented only
+when spans are exported.
 
 SQL and Redis calls made outside any request or task (readiness probes, lease
 renewals, the reconciler's scans) never start a trace of their own: a root span of
@@ -43,8 +46,7 @@ from celery import signals
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import inject
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.trace import TracerProvider, sampling
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 from sqlalchemy import Engine
@@ -63,8 +65,8 @@ _TRUE = "true"
 @dataclass
 class _State:
     pid: int
-    provider: TracerProvider | None
-    exporting: bool
+    provider: TracerProvider | None  # set only when spans are exported
+    propagating: bool  # W3C context is minted and carried (False: OTEL_SDK_DISABLED)
 
 
 _state: _State | None = None
@@ -200,55 +202,68 @@ def _span_processors(names: list[str]) -> list[Any]:
 
 
 def configure_tracing(default_service_name: str) -> bool:
-    """Set this process's tracer provider and instrument Celery (and, when spans
-    are exported, Redis). Returns True when spans are exported.
+    """Set up tracing for this process from the OTEL_* variables. Returns True
+    when spans are exported.
 
+    Exporting: an SDK tracer provider (resource, sampler, batch exporter), and
+    Celery and Redis instrumented (SQLAlchemy per engine, see `instrument_engine`).
+    Not exporting: no provider; Celery's hooks still carry the W3C context.
     Idempotent per process. Also stamps every task message this process
     publishes with `PUBLISHED_AT_HEADER`.
     """
     global _state
     with _lock:
         if _state is not None and _state.pid == os.getpid():
-            return _state.exporting
+            return _state.provider is not None
         check_tracing_config()
-        _stamp_publish_time()
+        stamp_publish_time()
         if _env("OTEL_SDK_DISABLED").lower() == _TRUE:
-            _state = _State(os.getpid(), None, False)
+            _state = _State(os.getpid(), None, propagating=False)
             return False
         names = _exporter_names()
-        exporting = bool(names)
-        sampler: sampling.Sampler = (
-            _NoOrphanClientSpans(sampling._get_from_env_or_default())
-            if exporting
-            else sampling.ALWAYS_OFF
+        if not names:
+            # The no-op tracer continues whatever context is current, so the
+            # publish and run hooks still pass trace ids along.
+            _instrument_celery(None)
+            _state = _State(os.getpid(), None, propagating=True)
+            return False
+        provider = TracerProvider(
+            sampler=_NoOrphanClientSpans(sampling._get_from_env_or_default()),
+            resource=_resource(default_service_name),
         )
-        provider = TracerProvider(sampler=sampler, resource=_resource(default_service_name))
         for processor in _span_processors(names):
             provider.add_span_processor(processor)
         trace.set_tracer_provider(provider)
         _instrument_celery(provider)
-        if exporting:
-            from opentelemetry.instrumentation.redis import RedisInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-            RedisInstrumentor().instrument(tracer_provider=provider)
-        _state = _State(os.getpid(), provider, exporting)
-        return exporting
+        RedisInstrumentor().instrument(tracer_provider=provider)
+        _state = _State(os.getpid(), provider, propagating=True)
+        return True
 
 
-def tracing_active() -> bool:
-    """True once `configure_tracing` has set a provider in this process."""
-    return _state is not None and _state.pid == os.getpid() and _state.provider is not None
+def _current() -> _State | None:
+    return _state if _state is not None and _state.pid == os.getpid() else None
 
 
 def exporting_spans() -> bool:
-    return tracing_active() and bool(_state and _state.exporting)
+    """True once `configure_tracing` has set up span export in this process."""
+    state = _current()
+    return state is not None and state.provider is not None
+
+
+def propagating_context() -> bool:
+    """True once `configure_tracing` ran in this process and tracing is not disabled."""
+    state = _current()
+    return state is not None and state.propagating
 
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporter. A prefork child calls this on its way out:
     it leaves with os._exit, so atexit handlers never run there."""
-    if tracing_active() and _state is not None and _state.provider is not None:
-        _state.provider.shutdown()
+    state = _current()
+    if state is not None and state.provider is not None:
+        state.provider.shutdown()
 
 
 def instrument_engine(engine: Engine) -> None:
@@ -259,8 +274,8 @@ def instrument_engine(engine: Engine) -> None:
     """
     if not exporting_spans() or engine in _instrumented_engines:
         return
-    from opentelemetry.instrumentation.sqlalchemy import __version__ as sqla_version
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.instrumentation.sqlalchemy.version import __version__ as sqla_version
     from opentelemetry.metrics import NoOpMeterProvider
 
     tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy", sqla_version)
@@ -270,14 +285,15 @@ def instrument_engine(engine: Engine) -> None:
         .get_meter("conveyor")
         .create_up_down_counter("db.client.connections.usage")
     )
-    EngineTracer(tracer, engine, usage)
+    EngineTracer(tracer, engine, usage)  # type: ignore[no-untyped-call]
     _instrumented_engines.add(engine)
 
 
 # --- Celery -----------------------------------------------------------------
 
 
-def _stamp_publish_time() -> None:
+def stamp_publish_time() -> None:
+    """Stamp every task message this process publishes with `PUBLISHED_AT_HEADER`."""
     signals.before_task_publish.connect(_add_published_at, weak=False, dispatch_uid=__name__)
 
 
@@ -286,7 +302,7 @@ def _add_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers.setdefault(PUBLISHED_AT_HEADER, round(time.time(), 6))
 
 
-def _instrument_celery(provider: TracerProvider) -> None:
+def _instrument_celery(provider: TracerProvider | None) -> None:
     from opentelemetry.metrics import NoOpMeterProvider
 
     _CeleryInstrumentor().instrument(tracer_provider=provider, meter_provider=NoOpMeterProvider())
@@ -296,7 +312,7 @@ def _instrument_celery(provider: TracerProvider) -> None:
 def _make_celery_instrumentor() -> type:
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
-    class CeleryByNameInstrumentor(CeleryInstrumentor):  # type: ignore[misc]
+    class CeleryByNameInstrumentor(CeleryInstrumentor):
         """CeleryInstrumentor, plus a publish span that lasts for `send_task` by name.
 
         Upstream parks the publish span on the Task object it looks up in
@@ -313,7 +329,7 @@ def _make_celery_instrumentor() -> type:
         def _instrument(self, **kwargs: Any) -> None:
             self._by_name: OrderedDict[str, Any] = OrderedDict()
             self._by_name_lock = threading.Lock()
-            super()._instrument(**kwargs)
+            super()._instrument(**kwargs)  # type: ignore[no-untyped-call]
 
         @staticmethod
         def _unregistered(kwargs: dict[str, Any]) -> str | None:
@@ -327,7 +343,7 @@ def _make_celery_instrumentor() -> type:
         def _trace_before_publish(self, *args: Any, **kwargs: Any) -> None:
             name = self._unregistered(kwargs)
             if name is None:
-                super()._trace_before_publish(*args, **kwargs)
+                super()._trace_before_publish(*args, **kwargs)  # type: ignore[no-untyped-call]
                 return
             headers = kwargs.get("headers") or {}
             task_id = headers.get("id")
@@ -350,12 +366,14 @@ def _make_celery_instrumentor() -> type:
                 while len(self._by_name) > self._MAX_IN_FLIGHT:
                     self._by_name.popitem(last=False)
 
-        def _trace_after_publish(self, *args: Any, **kwargs: Any) -> None:
+        def _trace_after_publish(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
             name = self._unregistered(kwargs)
             if name is None:
-                super()._trace_after_publish(*args, **kwargs)
+                super()._trace_after_publish(*args, **kwargs)  # type: ignore[no-untyped-call]
                 return
             task_id = (kwargs.get("headers") or {}).get("id")
+            if task_id is None:
+                return
             with self._by_name_lock:
                 span = self._by_name.pop(task_id, None)
             if span is not None:
@@ -364,6 +382,6 @@ def _make_celery_instrumentor() -> type:
     return CeleryByNameInstrumentor
 
 
-def _CeleryInstrumentor() -> Any:  # noqa: N802 - builds the (singleton) instrumentor
+def _CeleryInstrumentor() -> Any:
     # Defined lazily: the celery instrumentation is imported only when tracing is on.
     return _make_celery_instrumentor()()

@@ -55,5 +55,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app.router)
     app.add_middleware(RequestIdMiddleware)
-    instrument_app(app)  # OTel server spans wrap the whole stack, when tracing is configured
+    instrument_app(app)  # trace context (server spans when exported) around the whole stack
     return app

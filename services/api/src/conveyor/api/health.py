@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -37,7 +39,23 @@ async def _broker_ok(state: AppState) -> bool:
         return False
 
 
-@router.get("/readyz", summary="200 while Postgres and the broker answer, else 503")
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: bool
+    broker: bool
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Postgres or the broker does not answer; see Retry-After",
+        }
+    },
+    summary="200 while Postgres and the broker answer, else 503",
+)
 async def readyz(state: StateDep) -> JSONResponse:
     async def bounded(check: asyncio.Future[bool] | object) -> bool:
         try:

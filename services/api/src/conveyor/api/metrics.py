@@ -113,6 +113,11 @@ def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
 
 def _route_template(app: ASGIApp, scope: Scope) -> str:
     # Templates, not raw paths, keep the label set small: /v1/jobs/{job_id}.
+    # The router records the route it matched in the scope (Starlette >= 0.33);
+    # FastAPI's included routers hide their routes from a scan of app.routes.
+    matched = getattr(scope.get("route"), "path", None)
+    if matched:
+        return str(matched)
     for route in getattr(app, "routes", []):
         match, _ = route.matches(scope)
         if match == Match.FULL:

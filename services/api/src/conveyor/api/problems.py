@@ -16,6 +16,58 @@ from conveyor.common.logging import get_logger
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
 
+# The body of every error response, as the OpenAPI document declares it.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+_PROBLEM_DESCRIPTIONS = {
+    400: "Malformed JSON, or a cursor this API did not return",
+    401: "Missing, malformed or revoked API key",
+    404: "No such job for this tenant",
+    409: "Conflict with the job's current state",
+    413: "Body over the size limit",
+    422: "Invalid request; `errors` names each bad field",
+    429: "Rate limit exceeded; see Retry-After",
+    503: "Database unavailable; see Retry-After",
+}
+
+
+def problem_responses(
+    *codes: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all problem documents.
+
+    Declaring 422 here also replaces FastAPI's default (an `application/json`
+    HTTPValidationError), which is not what the API sends.
+    """
+    chosen = {**_PROBLEM_DESCRIPTIONS, **(descriptions or {})}
+    return {
+        code: {
+            "description": chosen[code],
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+            **({"headers": _RETRY_AFTER} if code in (429, 503) else {}),
+        }
+        for code in codes
+    }
+
 
 class Problem(Exception):
     def __init__(
@@ -67,10 +119,20 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+# SQLSTATE classes that mean "the server cannot serve us right now", whatever
+# exception class the driver maps them to: 08 connection exception, 53
+# insufficient resources, 57 operator intervention ("the database system is
+# shutting down" / "is starting up" / "terminating connection").
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+
 def _is_database_unavailable(exc: Exception) -> bool:
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
         )
     return isinstance(exc, sa_exc.TimeoutError | OSError)
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
 from conveyor.api.jobs.service import count_by_status
+from conveyor.api.problems import problem_responses
 from conveyor.common.tasks import JOBS_QUEUE, WORKER_PRESENCE_PREFIX
 
 router = APIRouter(prefix="/v1", tags=["stats"])
@@ -20,13 +21,13 @@ THROUGHPUT_WINDOW_S = 10
 LATENCY_WINDOW_S = 60
 
 _RECENT = text(
-    f"""
+    """
     SELECT
-      count(*) FILTER (WHERE finished_at > now() - interval '{THROUGHPUT_WINDOW_S} seconds'),
+      count(*) FILTER (WHERE finished_at > now() - make_interval(secs => :throughput_s)),
       percentile_cont(0.95) WITHIN GROUP (
         ORDER BY extract(epoch FROM finished_at - created_at)) * 1000
     FROM jobs
-    WHERE tenant_id = :tenant AND finished_at > now() - interval '{LATENCY_WINDOW_S} seconds'
+    WHERE tenant_id = :tenant AND finished_at > now() - make_interval(secs => :latency_s)
       AND status = 'succeeded'
     """
 )
@@ -78,11 +79,17 @@ async def _broker_numbers(state: StateDep) -> tuple[int | None, int | None]:
         return None, None
 
 
-@router.get("/stats", response_model=Stats, summary="Counts, throughput, latency, queue depth")
+@router.get(
+    "/stats",
+    response_model=Stats,
+    responses=problem_responses(401, 429, 503),
+    summary="Counts, throughput, latency, queue depth",
+)
 async def stats(principal: PrincipalDep, session: SessionDep, state: StateDep) -> Stats:
     tenant = {"tenant": principal.tenant_id}
     counts = await count_by_status(session, principal.tenant_id)
-    finished_recently, p95 = (await session.execute(_RECENT, tenant)).one()
+    windows = {"throughput_s": THROUGHPUT_WINDOW_S, "latency_s": LATENCY_WINDOW_S}
+    finished_recently, p95 = (await session.execute(_RECENT, tenant | windows)).one()
     failures = (await session.execute(_FAILURES, tenant)).all()
     depth, workers = await _broker_numbers(state)
     return Stats(

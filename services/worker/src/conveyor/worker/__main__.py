@@ -12,7 +12,7 @@ os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
 from conveyor.common.logging import configure_logging
 from conveyor.common.settings import load_settings
 from conveyor.common.tasks import JOBS_QUEUE
-from conveyor.worker.app import create_celery_app
+from conveyor.worker.app import create_celery_app, release_node_jobs
 from conveyor.worker.settings import WorkerSettings
 
 
@@ -22,19 +22,24 @@ def main() -> None:
     app = create_celery_app(settings)
     # Unique per process, so several workers on one host never share a name.
     nodename = f"worker-{os.getpid()}@{socket.gethostname()}"
-    app.worker_main(
-        [
-            "--quiet",  # no ASCII banner: stdout carries JSON lines only
-            "worker",
-            f"--loglevel={settings.log_level}",
-            f"--concurrency={settings.worker_concurrency}",
-            "--pool=prefork",
-            f"--hostname={nodename}",
-            f"--queues={JOBS_QUEUE}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    try:
+        app.worker_main(
+            [
+                "--quiet",  # no ASCII banner: stdout carries JSON lines only
+                "worker",
+                f"--loglevel={settings.log_level}",
+                f"--concurrency={settings.worker_concurrency}",
+                "--pool=prefork",
+                f"--hostname={nodename}",
+                f"--queues={JOBS_QUEUE}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        # The pool is gone: hand back whatever this node still holds (the jobs
+        # cut off at the end of the soft shutdown's grace time).
+        release_node_jobs(app, nodename)
 
 
 if __name__ == "__main__":

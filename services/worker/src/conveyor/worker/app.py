@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from celery import Celery, Task, bootsteps, signals
+from celery import Celery, Task, signals
 
 from conveyor.common.db import make_sync_engine
 from conveyor.common.logging import configure_logging, get_logger
 from conveyor.common.tasks import RUN_JOB_TASK, celery_config, publish_run_job
-from conveyor.worker import repository
+from conveyor.worker import metrics, repository
+from conveyor.worker.kombu_patch import tolerate_lost_connection_on_restore
+from conveyor.worker.presence import HeartbeatStep
 from conveyor.worker.run_job import run_job
 from conveyor.worker.runtime import get_runtime
 from conveyor.worker.settings import WorkerSettings
@@ -18,45 +19,31 @@ from conveyor.worker.settings import WorkerSettings
 log = get_logger("conveyor.worker")
 
 
-class HeartbeatStep(bootsteps.StartStopStep):
-    """Touches a file from the worker's event loop; the healthcheck reads its age."""
-
-    requires = ("celery.worker.components:Timer",)
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.tref: Any = None
-
-    def start(self, parent: Any) -> None:
-        path = Path(parent.app.conveyor_settings.heartbeat_file)
-        path.touch()
-        self.tref = parent.timer.call_repeatedly(5.0, path.touch, priority=10)
-
-    def stop(self, parent: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
+def release_node_jobs(app: Celery, nodename: str) -> None:
+    """After the pool stops, jobs this node still holds go back to the queue now,
+    instead of waiting for their leases to run out. Safe to call twice."""
+    engine = make_sync_engine(app.conveyor_settings, pool_size=1)  # type: ignore[attr-defined]
+    try:
+        released = repository.release_worker_jobs(engine, f"{nodename}/")
+        for job in released:
+            publish_run_job(app, job.id, job.kind, job.params)
+        if released:
+            log.info("released running jobs on shutdown", count=len(released))
+    except Exception as exc:  # the reconciler's lease expiry is the backstop
+        log.warning("could not release jobs on shutdown", error=str(exc))
+    finally:
+        engine.dispose()
 
 
 def _release_on_shutdown(app: Celery) -> None:
-    """After the pool stops, jobs this node still holds go back to the queue now,
-    instead of waiting for their leases to run out."""
-
+    # Celery sends worker_shutdown only on a warm shutdown; SIGTERM's soft
+    # (cold) shutdown skips it, so `python -m conveyor.worker` also calls
+    # release_node_jobs once the worker has stopped, whichever way it stopped.
     @signals.worker_shutdown.connect(weak=False)
     def release(sender: Any = None, **_: Any) -> None:
         nodename = getattr(sender, "hostname", None)
-        if not nodename:
-            return
-        engine = make_sync_engine(app.conveyor_settings, pool_size=1)  # type: ignore[attr-defined]
-        try:
-            released = repository.release_worker_jobs(engine, f"{nodename}/")
-            for job in released:
-                publish_run_job(app, job.id, job.kind, job.params)
-            if released:
-                log.info("released running jobs on shutdown", count=len(released))
-        except Exception as exc:  # the reconciler's lease expiry is the backstop
-            log.warning("could not release jobs on shutdown", error=str(exc))
-        finally:
-            engine.dispose()
+        if nodename:
+            release_node_jobs(app, nodename)
 
 
 def _say_through_logging() -> None:
@@ -77,6 +64,7 @@ def create_celery_app(settings: WorkerSettings) -> Celery:
         worker_soft_shutdown_timeout=settings.worker_shutdown_grace_seconds,
     )
     app.conveyor_settings = settings  # type: ignore[attr-defined]
+    metrics.install(app)  # tracing after fork, multiprocess /metrics on METRICS_PORT
 
     @app.task(name=RUN_JOB_TASK, bind=True)
     def _run_job(self: Task[Any, Any], job_id: str) -> None:
@@ -95,4 +83,5 @@ def create_celery_app(settings: WorkerSettings) -> Celery:
 
     _release_on_shutdown(app)
     _say_through_logging()
+    tolerate_lost_connection_on_restore()
     return app

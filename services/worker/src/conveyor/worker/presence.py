@@ -3,6 +3,7 @@ so the API can count workers online without asking Celery."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,9 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
         def beat() -> None:
             path.touch()
-            try:
+            # The broker may be down; presence comes back with it.
+            with contextlib.suppress(redis.RedisError):
                 client.set(key, settings.worker_concurrency, ex=WORKER_PRESENCE_TTL_S)
-            except redis.RedisError:
-                pass  # the broker is down; presence comes back with it
 
         beat()
         self.tref = parent.timer.call_repeatedly(BEAT_S, beat, priority=10)
@@ -47,8 +47,6 @@ class HeartbeatStep(bootsteps.StartStopStep):
         if self.tref is not None:
             self.tref.cancel()
         if self.redis is not None:
-            try:
+            with contextlib.suppress(redis.RedisError):
                 self.redis.delete(f"{WORKER_PRESENCE_PREFIX}{parent.hostname}")
-            except redis.RedisError:
-                pass
             self.redis.close()

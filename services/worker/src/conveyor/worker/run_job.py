@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from conveyor.common.kinds import KINDS
 from conveyor.common.logging import get_logger
 from conveyor.common.tasks import publish_run_job
-from conveyor.worker import repository
+from conveyor.worker import metrics, repository
 from conveyor.worker.handlers import HANDLERS, TransientJobError
 from conveyor.worker.lease import LeaseKeeper
 from conveyor.worker.runtime import get_runtime
@@ -49,6 +49,7 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
             log.info("claim was a no-op: the job is done, cancelled or held elsewhere")
             return
         log.info("job started", kind=job.kind, attempt=job.attempt)
+        metrics.job_started(task, job)
         started = time.perf_counter()
         spec = KINDS[job.kind]
         outcome: str | None
@@ -72,6 +73,7 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
             else:
                 outcome = "succeeded" if repository.succeed(runtime.engine, job, result) else None
         duration = time.perf_counter() - started
+        metrics.job_finished(job.kind, outcome, duration)
         if outcome is None:
             log.warning("outcome discarded: the lease was lost to another attempt")
         else:

@@ -18,6 +18,7 @@ from conveyor.common.db import make_sync_engine
 from conveyor.common.logging import configure_logging, get_logger
 from conveyor.common.settings import load_settings
 from conveyor.common.tasks import make_celery_client
+from conveyor.common.telemetry import configure_tracing
 from conveyor.worker.reconciler import reconcile_once
 from conveyor.worker.settings import SchedulerSettings
 
@@ -27,6 +28,7 @@ SCHEDULER_LOCK_ID = 0x7363686564756C65  # "schedule"
 def main() -> None:
     settings = load_settings(SchedulerSettings)
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("conveyor-scheduler")  # re-published jobs' traces start here
     log = get_logger("conveyor.scheduler")
     stop = threading.Event()
 

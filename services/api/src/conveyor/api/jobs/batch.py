@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
 from conveyor.api.jobs.schemas import JobCreate, JobOut
+from conveyor.api.problems import problem_responses
 from conveyor.common.models import Job, JobStatus
 
 MAX_BATCH = 1000
@@ -40,20 +41,15 @@ _EXAMPLE = {
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobBatchOut,
     summary="Submit up to 1000 jobs at once",
-    responses={
-        400: {"description": "Malformed JSON", "content": {"application/problem+json": {}}},
-        401: {"description": "Missing or bad API key", "content": {"application/problem+json": {}}},
-        413: {
-            "description": "Body over the size limit",
-            "content": {"application/problem+json": {}},
-        },
-        422: {
-            "description": "An invalid job; none is stored",
-            "content": {"application/problem+json": {}},
-        },
-        429: {"description": "Rate limit exceeded", "content": {"application/problem+json": {}}},
-        503: {"description": "Database unavailable", "content": {"application/problem+json": {}}},
-    },
+    responses=problem_responses(
+        400,
+        401,
+        413,
+        422,
+        429,
+        503,
+        descriptions={400: "Malformed JSON", 422: "An invalid job; none is stored"},
+    ),
 )
 async def submit_batch(
     body: Annotated[JobBatchCreate, Body(examples=[_EXAMPLE])],

@@ -4,37 +4,38 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
 from conveyor.api.jobs import service
 from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage
+from conveyor.api.problems import problem_responses
 from conveyor.common.kinds import KindName
 from conveyor.common.models import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, malformed or revoked API key", **_PROBLEM},
-    404: {"description": "No such job for this tenant", **_PROBLEM},
-}
+# Every route here may answer these: bad key, bad input, rate limit, database down.
+_ALWAYS = (401, 422, 429, 503)
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
-    responses={
-        400: {"description": "Malformed JSON", **_PROBLEM},
-        401: _ERRORS[401],
-        413: {"description": "Body over the size limit", **_PROBLEM},
-        422: {"description": "Invalid kind or params, or a reused Idempotency-Key", **_PROBLEM},
-        429: {"description": "Rate limit exceeded", **_PROBLEM},
-        503: {"description": "Database unavailable; see Retry-After", **_PROBLEM},
-    },
+    responses=problem_responses(
+        400,
+        409,
+        413,
+        *_ALWAYS,
+        descriptions={
+            400: "Malformed JSON",
+            409: "Another request with this Idempotency-Key is in flight; retry",
+            422: "Invalid kind or params, or a reused Idempotency-Key",
+        },
+    ),
     summary="Submit a job",
 )
 async def submit_job(
@@ -71,12 +72,24 @@ async def submit_job(
     return JobOut.model_validate(job)
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Get one job")
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    responses=problem_responses(404, *_ALWAYS),
+    summary="Get one job",
+)
 async def get_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(await service.get_job(session, principal.tenant_id, job_id))
 
 
-@router.get("", response_model=JobPage, responses={401: _ERRORS[401]}, summary="List jobs")
+@router.get(
+    "",
+    response_model=JobPage,
+    responses=problem_responses(
+        400, *_ALWAYS, descriptions={400: "Not a cursor this API returned"}
+    ),
+    summary="List jobs",
+)
 async def list_jobs(
     principal: PrincipalDep,
     session: SessionDep,
@@ -96,7 +109,9 @@ async def list_jobs(
 @router.post(
     "/{job_id}/cancel",
     response_model=JobOut,
-    responses={**_ERRORS, 409: {"description": "The job is no longer queued", **_PROBLEM}},
+    responses=problem_responses(
+        404, 409, *_ALWAYS, descriptions={409: "The job is no longer queued"}
+    ),
     summary="Cancel a queued job",
 )
 async def cancel_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
