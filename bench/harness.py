@@ -45,7 +45,7 @@ class Bench:
 @contextlib.contextmanager
 def bench_engines(workdir: Path) -> Iterator[Engines]:
     # Durable settings, like `make up`: commits really reach the disk.
-    with embedded_engines(workdir, durable=True) as (pg, rd):
+    with embedded_engines(workdir, durable=os.environ.get("BENCH_DURABLE", "1") == "1") as (pg, rd):
         yield Engines("embedded", pg.url, rd.url.rsplit("/", 1)[0])
 
 

@@ -203,20 +203,13 @@ def test_unknown_key_costs_the_same_comparison_as_a_known_one(
             return None
 
     class Session:
-        async def __aenter__(self) -> Session:
-            return self
-
-        async def __aexit__(self, *_: object) -> None:
-            return None
-
         async def execute(self, _: object) -> NoRows:
             return NoRows()
 
-    state = SimpleNamespace(sessions=Session)
-    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(conveyor=state)))
+    state = SimpleNamespace()
     credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials="cvk_abcd_secret")
     with pytest.raises(Problem) as raised:
-        asyncio.run(auth.authenticate(request, credentials))  # type: ignore[arg-type]
+        asyncio.run(auth.authenticate(state, Session(), credentials))  # type: ignore[arg-type]
     assert raised.value.status == 401
     assert compared == ["0" * 64]
 

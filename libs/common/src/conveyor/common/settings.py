@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=20, ge=1, le=200)
     job_lease_seconds: int = Field(default=30, ge=2, le=60)
     default_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_seconds: float = Field(default=1.0, ge=0, le=300)

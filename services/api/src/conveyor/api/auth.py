@@ -7,11 +7,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 
 from conveyor.api.problems import Problem
+from conveyor.api.session import SessionDep, StateDep
 from conveyor.common.keys import secret_matches, split_key
 from conveyor.common.models import ApiKey
 
@@ -30,7 +31,8 @@ def _unauthorized(detail: str) -> Problem:
 
 
 async def authenticate(
-    request: Request,
+    state: StateDep,
+    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if credentials is None:
@@ -39,15 +41,13 @@ async def authenticate(
     if parts is None:
         raise _unauthorized("The API key is malformed.")
     lookup, secret = parts
-    state = request.app.state.conveyor
-    async with state.sessions() as session:
-        row = (
-            await session.execute(
-                select(ApiKey.id, ApiKey.tenant_id, ApiKey.secret_hash, ApiKey.revoked_at).where(
-                    ApiKey.lookup == lookup
-                )
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.tenant_id, ApiKey.secret_hash, ApiKey.revoked_at).where(
+                ApiKey.lookup == lookup
             )
-        ).one_or_none()
+        )
+    ).one_or_none()
     # Compare even when the lookup missed, so both paths cost the same.
     stored = row.secret_hash if row else "0" * 64
     if not secret_matches(secret, stored) or row is None or row.revoked_at is not None:

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, cast
+from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import Depends
 
 from conveyor.api.auth import Principal, authenticate
-from conveyor.api.state import AppState
+from conveyor.api.session import SessionDep, StateDep, get_session, get_state
 
-
-def get_state(request: Request) -> AppState:
-    return cast(AppState, request.app.state.conveyor)
-
-
-StateDep = Annotated[AppState, Depends(get_state)]
-
-
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async with state.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+__all__ = ["PrincipalDep", "SessionDep", "StateDep", "get_session", "get_state"]
