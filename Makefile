@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling
+.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -35,7 +35,11 @@ up: install
 	WORKERS=$(WORKERS) $(BIN)/python scripts/run_stack.py
 
 test: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not container"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not container and not browser"
+
+# The dashboard in Debian's headless Chromium (apt-get install chromium); CI runs it.
+test-browser: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m browser
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -13,6 +13,8 @@ from playwright.sync_api import sync_playwright
 from tests.support.jobs import submit
 from tests.support.processes import Stack
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless",

@@ -81,10 +81,12 @@ def _from_docker() -> Iterator[Engines]:
         raise RuntimeError("CONVEYOR_TEST_ENGINES=docker but no Docker engine answers")
     pg_image = os.environ.get("SANDBOX_POSTGRES_IMAGE", "postgres:16")
     redis_image = os.environ.get("SANDBOX_REDIS_IMAGE", "redis:7")
+    # The suite runs several API and worker processes at once: lift the default 100.
+    postgres = PostgresContainer(
+        pg_image, username="postgres", password="postgres", dbname="postgres", driver=None
+    ).with_command("-c max_connections=400 -c fsync=off -c synchronous_commit=off")
     with (
-        PostgresContainer(
-            pg_image, username="postgres", password="postgres", dbname="postgres", driver=None
-        ) as pg,
+        postgres as pg,
         RedisContainer(redis_image) as rd,
     ):
         host = pg.get_container_host_ip()
