@@ -52,6 +52,47 @@ def api_submit(bench: Bench) -> dict[str, float]:
     }
 
 
+def tracing_overhead(bench: Bench) -> dict[str, float]:
+    """Submit throughput with tracing exported to a local OTLP sink, against off,
+    and with one trace in ten sampled (what production usually runs)."""
+    seconds = 3 if bench.smoke else 10
+    sink_port = free_port()
+    sink = spawn(
+        "otlp-sink", f"python -m bench.otlp_sink {sink_port}", base_env(), bench.workdir / "logs"
+    )
+    exporting = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+    }
+    modes: dict[str, dict[str, str]] = {
+        "off": {},
+        "on": exporting,
+        "sampled": {
+            **exporting,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+    }
+    rates = {}
+    try:
+        for mode, env in modes.items():
+            stack = bench.stack()
+            key = stack.create_key("bench")
+            stack.start_api(**env)
+            wrk(f"{stack.api_url}/v1/jobs", 2, 32, key)
+            rates[mode] = wrk(f"{stack.api_url}/v1/jobs", seconds, 32, key)["req_per_s"]
+            stack.stop()
+    finally:
+        sink.stop()
+    return {
+        "jobs_per_s_off": round(rates["off"], 1),
+        "jobs_per_s_on": round(rates["on"], 1),
+        "drop": round(1 - rates["on"] / rates["off"], 3),
+        "jobs_per_s_sampled_10pct": round(rates["sampled"], 1),
+        "drop_sampled_10pct": round(1 - rates["sampled"] / rates["off"], 3),
+    }
+
+
 def api_batch(bench: Bench) -> dict[str, float]:
     stack = bench.stack()
     key = stack.create_key("bench")

@@ -30,6 +30,7 @@ TARGETS: dict[str, tuple[str, float | str]] = {
     "startup.worker_ready_s": ("<=", 3),
     "startup.api_stop_s": ("<=", 2),
     "memory.api_rss_mb": ("<=", 150),
+    "tracing.drop": ("<=", 0.15),
 }
 
 
@@ -70,6 +71,7 @@ def main() -> None:
         steps = [
             ("api_submit", api_bench.api_submit),
             ("api_batch", api_bench.api_batch),
+            ("tracing", api_bench.tracing_overhead),
             ("worker", worker_bench.worker_e2e),
             ("scaling_cpu", worker_bench.scaling_cpu),
             ("scaling_io", worker_bench.scaling_io),

@@ -37,23 +37,22 @@ def test_hash_matches_hashlib() -> None:
     assert run_hash(HashParams(data="abc", iterations=5), 1) == {"digest": expected.hex()}
 
 
-def test_fail_is_deterministic_per_seed_and_attempt() -> None:
-    params = FailParams(rate=0.5, seed=42)
+def fail_outcomes(params: FailParams, attempts: int = 19) -> list[bool]:
     outcomes = []
-    for attempt in range(1, 20):
+    for attempt in range(1, attempts + 1):
         try:
             run_fail(params, attempt)
             outcomes.append(True)
         except TransientJobError:
             outcomes.append(False)
-    again = []
-    for attempt in range(1, 20):
-        try:
-            run_fail(params, attempt)
-            again.append(True)
-        except TransientJobError:
-            again.append(False)
-    assert outcomes == again and True in outcomes and False in outcomes
+    return outcomes
+
+
+def test_fail_is_deterministic_per_seed_and_attempt() -> None:
+    params = FailParams(rate=0.5, seed=42)
+    outcomes = fail_outcomes(params)
+    assert outcomes == fail_outcomes(params)
+    assert True in outcomes and False in outcomes
 
 
 def test_every_kind_has_a_handler_and_sane_time_limits() -> None:
