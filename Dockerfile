@@ -32,8 +32,11 @@ WORKDIR /app
 # ---------------------------------------------------------------------------
 # Build-only: uv itself, hash-pinned. Never shipped.
 FROM base AS uv
+# Build-stage caches live outside any home directory (BuildKit cache mounts).
+ENV PIP_CACHE_DIR=/var/cache/pip \
+    UV_CACHE_DIR=/var/cache/uv
 COPY requirements/uv.txt /tmp/requirements/uv.txt
-RUN --mount=type=cache,target=/root/.cache/pip \
+RUN --mount=type=cache,target=/var/cache/pip \
     python -m pip install --quiet --root-user-action=ignore --require-hashes --no-deps \
       -r /tmp/requirements/uv.txt
 
@@ -41,21 +44,21 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # Byte-compiled here, because the root file system is read-only at run time.
 FROM uv AS api-deps
 COPY requirements/api.txt /tmp/requirements/api.txt
-RUN --mount=type=cache,target=/root/.cache/uv \
+RUN --mount=type=cache,target=/var/cache/uv \
     python -m venv --without-pip /opt/venv \
  && UV_LINK_MODE=copy uv pip sync --quiet --require-hashes --compile-bytecode \
       --python /opt/venv/bin/python /tmp/requirements/api.txt
 
 FROM uv AS loadgen-deps
 COPY requirements/loadgen.txt /tmp/requirements/loadgen.txt
-RUN --mount=type=cache,target=/root/.cache/uv \
+RUN --mount=type=cache,target=/var/cache/uv \
     python -m venv --without-pip /opt/venv \
  && UV_LINK_MODE=copy uv pip sync --quiet --require-hashes --compile-bytecode \
       --python /opt/venv/bin/python /tmp/requirements/loadgen.txt
 
 FROM uv AS worker-deps
 COPY requirements/worker.txt /tmp/requirements/worker.txt
-RUN --mount=type=cache,target=/root/.cache/uv \
+RUN --mount=type=cache,target=/var/cache/uv \
     python -m venv --without-pip /opt/venv \
  && UV_LINK_MODE=copy uv pip sync --quiet --require-hashes --compile-bytecode \
       --python /opt/venv/bin/python /tmp/requirements/worker.txt

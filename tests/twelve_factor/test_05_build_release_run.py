@@ -36,6 +36,9 @@ RUNTIME_PLUMBING = {
     "PATH",
     "PYTHONPATH",
     "UV_LINK_MODE",
+    # Build-stage caches (BuildKit cache mounts); never in a final image.
+    "PIP_CACHE_DIR",
+    "UV_CACHE_DIR",
 }
 SECRET_SETTINGS = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
 # Literal env the chart may set on a pod: the process's identity for telemetry.
