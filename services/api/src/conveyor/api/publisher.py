@@ -33,7 +33,7 @@ class JobPublisher:
     so a dead Redis costs requests nothing.
     """
 
-    def __init__(self, celery: Celery, backoff_s: float, threads: int = 2) -> None:
+    def __init__(self, celery: Celery, backoff_s: float, threads: int = 4) -> None:
         self.celery = celery
         self.backoff_s = backoff_s
         self._skip_until = 0.0
@@ -53,6 +53,9 @@ class JobPublisher:
         return producer
 
     def _send(self, jobs: Sequence[JobRef]) -> int:
+        # Checked here too: publishes queued behind a failing one give up at once.
+        if time.monotonic() < self._skip_until:
+            return 0
         producer = self._producer()
         sent = 0
         try:
@@ -60,6 +63,7 @@ class JobPublisher:
                 publish_run_job(self.celery, job_id, kind, params, producer=producer)
                 sent += 1
         except Exception:
+            self._skip_until = time.monotonic() + self.backoff_s
             # Drop the broken connection; the next publish on this thread reconnects.
             self._local.producer = None
             with contextlib.suppress(Exception):
