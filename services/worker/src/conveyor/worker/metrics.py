@@ -47,7 +47,7 @@ from conveyor.common.telemetry import (
     shutdown_tracing,
     stamp_publish_time,
 )
-from conveyor.worker.repository import ClaimedJob
+from conveyor.worker.attempts import ClaimedJob
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_MODES = ("liveall", "livesum", "livemax", "livemin", "livemostrecent")

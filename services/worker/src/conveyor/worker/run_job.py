@@ -15,9 +15,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from conveyor.common.kinds import KINDS
 from conveyor.common.logging import get_logger
 from conveyor.common.tasks import publish_run_job
-from conveyor.worker import metrics, repository
+from conveyor.worker import attempts, metrics
 from conveyor.worker.handlers import HANDLERS, TransientJobError
-from conveyor.worker.lease import LeaseKeeper
 from conveyor.worker.runtime import get_runtime
 
 log = get_logger("conveyor.worker.run_job")
@@ -42,7 +41,7 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
         log.error("malformed job id in message", job_id=job_id)
         return
     with structlog.contextvars.bound_contextvars(job_id=job_id):
-        job = repository.claim(
+        job = attempts.claim(
             runtime.engine, parsed_id, worker_id_for(task.request.hostname or "worker"), lease_s
         )
         if job is None:
@@ -53,25 +52,28 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
         started = time.perf_counter()
         spec = KINDS[job.kind]
         outcome: str | None
-        with LeaseKeeper(runtime.engine, job, lease_s):
-            try:
-                params = spec.params_model.model_validate(job.params)
-                result = HANDLERS[job.kind](params, job.attempt)
-            except (TransientJobError, SoftTimeLimitExceeded) as exc:
-                error = str(exc) or "time limit exceeded"
-                retry_in = backoff_seconds(
-                    job.attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
-                )
-                outcome = repository.fail(runtime.engine, job, error, retry_in_s=retry_in)
-                if outcome == "queued":
-                    publish_run_job(task.app, job.id, job.kind, job.params, countdown=retry_in)
-            except Exception as exc:
-                log.exception("job raised; not retrying")
-                outcome = repository.fail(
-                    runtime.engine, job, f"{type(exc).__name__}: {exc}", retry_in_s=None
-                )
-            else:
-                outcome = "succeeded" if repository.succeed(runtime.engine, job, result) else None
+        runtime.lease.hold(job)
+        try:
+            params = spec.params_model.model_validate(job.params)
+            result = HANDLERS[job.kind](params, job.attempt)
+        except (TransientJobError, SoftTimeLimitExceeded) as exc:
+            error = str(exc) or "time limit exceeded"
+            retry_in = backoff_seconds(
+                job.attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
+            )
+            outcome = attempts.fail(runtime.engine, job, error, retry_in_s=retry_in)
+            if outcome == "queued":
+                publish_run_job(task.app, job.id, job.kind, job.params, countdown=retry_in)
+        except Exception as exc:
+            log.exception("job raised; not retrying")
+            outcome = attempts.fail(
+                runtime.engine, job, f"{type(exc).__name__}: {exc}", retry_in_s=None
+            )
+        else:
+            outcome = "succeeded" if attempts.succeed(runtime.engine, job, result) else None
+        finally:
+            # After the outcome write: a renewal racing it is fenced off and harmless.
+            runtime.lease.release()
         duration = time.perf_counter() - started
         metrics.job_finished(job.kind, outcome, duration)
         if outcome is None:
