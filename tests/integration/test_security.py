@@ -198,18 +198,14 @@ def test_unknown_key_costs_the_same_comparison_as_a_known_one(
         auth, "secret_matches", lambda secret, stored: compared.append(stored) or False
     )
 
-    class NoRows:
-        def one_or_none(self) -> None:
+    class NoRowPool:
+        async def fetchrow(self, *_: object) -> None:
             return None
 
-    class Session:
-        async def execute(self, _: object) -> NoRows:
-            return NoRows()
-
-    state = SimpleNamespace()
+    state = SimpleNamespace(pg=NoRowPool())
     credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials="cvk_abcd_secret")
     with pytest.raises(Problem) as raised:
-        asyncio.run(auth.authenticate(state, Session(), credentials))  # type: ignore[arg-type]
+        asyncio.run(auth.authenticate(state, credentials))  # type: ignore[arg-type]
     assert raised.value.status == 401
     assert compared == ["0" * 64]
 

@@ -97,6 +97,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     Idempotent: calling it again (Celery's `setup_logging` signal does) replaces
     the handler instead of adding a second one.
     """
+    # The logging cookbook's optimisations: no caller lookup (a stack walk per
+    # record) and no thread or process fields, which our output never shows.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     shared = _shared_processors()
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

@@ -329,14 +329,22 @@ def _make_celery_instrumentor() -> type:
         def _instrument(self, **kwargs: Any) -> None:
             self._by_name: OrderedDict[str, Any] = OrderedDict()
             self._by_name_lock = threading.Lock()
+            # Registry lookups cost a noticeable share of a submit; an answer
+            # of "unregistered" may be kept, since the by-name path also works
+            # for a task that registers later.
+            self._unregistered_names: set[str] = set()
             super()._instrument(**kwargs)  # type: ignore[no-untyped-call]
 
-        @staticmethod
-        def _unregistered(kwargs: dict[str, Any]) -> str | None:
+        def _unregistered(self, kwargs: dict[str, Any]) -> str | None:
             from celery import current_app
 
             sender = kwargs.get("sender")
-            if isinstance(sender, str) and current_app.tasks.get(sender) is None:
+            if not isinstance(sender, str):
+                return None
+            if sender in self._unregistered_names:
+                return sender
+            if current_app.tasks.get(sender) is None:
+                self._unregistered_names.add(sender)
                 return sender
             return None
 

@@ -8,6 +8,7 @@ import uvicorn
 
 from conveyor.api.app import create_app
 from conveyor.api.settings import ApiSettings
+from conveyor.common.gc_tuning import freeze_startup_objects
 from conveyor.common.logging import configure_logging
 from conveyor.common.settings import load_settings
 from conveyor.common.telemetry import configure_tracing
@@ -22,7 +23,7 @@ def main() -> None:
         host="0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
         port=settings.port,
         log_config=None,  # our handlers render uvicorn's logs as JSON
-        access_log=False,  # metrics.MetricsMiddleware logs each request, with its ids
+        access_log=False,  # middleware.EdgeMiddleware logs each request, with its ids
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         proxy_headers=True,
         forwarded_allow_ips="*",
@@ -32,6 +33,7 @@ def main() -> None:
     # Python handler in place that re-raise is a no-op, and we exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
+    freeze_startup_objects()
     uvicorn.Server(config).run()
 
 

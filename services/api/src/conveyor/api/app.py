@@ -11,8 +11,8 @@ from conveyor.api import health, stats
 from conveyor.api.dashboard.router import router as dashboard_router
 from conveyor.api.jobs.batch import router as batch_router
 from conveyor.api.jobs.router import router as jobs_router
-from conveyor.api.metrics import MetricsMiddleware, make_api_metrics
-from conveyor.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from conveyor.api.metrics import make_api_metrics
+from conveyor.api.middleware import EdgeMiddleware
 from conveyor.api.problems import install_problem_handlers
 from conveyor.api.settings import ApiSettings
 from conveyor.api.state import AppState
@@ -32,7 +32,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState.build(settings, metrics)
+        state = await AppState.build(settings, metrics)
         app.state.conveyor = state
         try:
             yield
@@ -51,9 +51,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(stats.router)
     app.include_router(dashboard_router)
-    # Outermost last: request ids wrap everything, so every log line carries one.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, router_app=app.router)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        router_app=app.router,
+        max_body_bytes=settings.max_body_bytes,
+    )
     instrument_app(app)  # trace context (server spans when exported) around the whole stack
     return app

@@ -4,15 +4,12 @@
 - `conveyor_jobs_submitted_total` by kind.
 - `conveyor_queue_depth`: the broker's backlog (Redis LLEN), read at scrape time.
 
-`MetricsMiddleware` also writes the access log (uvicorn's own is off): one
-`conveyor.api.access` event per request, inside the request's context, so it
-carries `request_id`, `trace_id` and `span_id` like every other line.
+middleware.EdgeMiddleware records the HTTP series and writes the access log.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,17 +17,8 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor.common.logging import get_logger
 from conveyor.common.tasks import JOBS_QUEUE
-
-access_log = get_logger("conveyor.api.access")
-
-# Probes and scrapes that succeed are logged at DEBUG: at INFO they would drown
-# the lines people read. Failures stay at INFO.
-_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 @dataclass(frozen=True)
@@ -108,65 +96,4 @@ def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
             ["kind"],
             registry=registry,
         ),
-    )
-
-
-def _route_template(app: ASGIApp, scope: Scope) -> str:
-    # Templates, not raw paths, keep the label set small: /v1/jobs/{job_id}.
-    # The router records the route it matched in the scope (Starlette >= 0.33);
-    # FastAPI's included routers hide their routes from a scan of app.routes.
-    matched = getattr(scope.get("route"), "path", None)
-    if matched:
-        return str(matched)
-    for route in getattr(app, "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
-
-
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, router_app: ASGIApp) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.router_app = router_app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            elapsed = time.perf_counter() - start
-            route = _route_template(self.router_app, scope)
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
-            _log_access(scope, method, route, status, elapsed)
-
-
-def _log_access(scope: Scope, method: str, route: str, status: int, elapsed: float) -> None:
-    path = scope.get("path", "")
-    quiet = path in _QUIET_PATHS and status < 400
-    log = access_log.debug if quiet else access_log.info
-    client = scope.get("client")
-    log(
-        f"{method} {path} {status}",
-        method=method,
-        path=path,
-        route=route,
-        status=status,
-        duration_ms=round(elapsed * 1000, 2),
-        client=client[0] if client else None,
-        http_version=scope.get("http_version"),
     )

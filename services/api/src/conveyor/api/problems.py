@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -127,6 +128,10 @@ _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
 
 
 def _is_database_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):  # the asyncpg pool's errors (pg.py)
+        return str(exc.sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # connection or pool closed; others are our bugs
     if isinstance(exc, sa_exc.DBAPIError):
         sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
         return (
@@ -138,7 +143,13 @@ def _is_database_unavailable(exc: Exception) -> bool:
 
 
 # Errors that mean "a backing service is down": 503 with Retry-After, never 500.
-_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError)
+_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conveyor.api.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency on a worker thread.
     return cast(AppState, request.app.state.conveyor)
 
 

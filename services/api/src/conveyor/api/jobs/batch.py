@@ -3,17 +3,15 @@ so load generators can outrun single submits."""
 
 from __future__ import annotations
 
-import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import insert
 
-from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
+from conveyor.api.deps import PrincipalDep, StateDep
 from conveyor.api.jobs.schemas import JobCreate, JobOut
+from conveyor.api.jobs.submit import insert_jobs
 from conveyor.api.problems import problem_responses
-from conveyor.common.models import Job, JobStatus
 
 MAX_BATCH = 1000
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -54,26 +52,18 @@ _EXAMPLE = {
 async def submit_batch(
     body: Annotated[JobBatchCreate, Body(examples=[_EXAMPLE])],
     principal: PrincipalDep,
-    session: SessionDep,
     state: StateDep,
 ) -> JobBatchOut:
     """All or nothing: one invalid job rejects the whole batch (422, naming `jobs.N...`)."""
-    default_attempts = state.settings.default_max_attempts
-    rows: list[dict[str, Any]] = [
-        {
-            "id": uuid.uuid4(),
-            "tenant_id": principal.tenant_id,
-            "kind": job.kind,
-            "params": job.params.model_dump(mode="json"),
-            "status": JobStatus.QUEUED.value,
-            "attempts": 0,
-            "max_attempts": job.max_attempts or default_attempts,
-        }
-        for job in body.jobs
-    ]
-    inserted = (await session.execute(insert(Job).returning(Job), rows)).scalars().all()
-    await session.commit()
+    inserted = await insert_jobs(
+        state.pg,
+        principal.tenant_id,
+        body.jobs,
+        default_max_attempts=state.settings.default_max_attempts,
+    )
     for job in inserted:
-        state.metrics.jobs_submitted.labels(job.kind).inc()
-    await state.publisher.publish_many([(job.id, job.kind, job.params) for job in inserted])
-    return JobBatchOut(items=[JobOut.model_validate(job) for job in inserted])
+        state.metrics.jobs_submitted.labels(job["kind"]).inc()
+    await state.publisher.publish_many(
+        [(job["id"], job["kind"], job["params"]) for job in inserted]
+    )
+    return JobBatchOut(items=[JobOut.model_validate(dict(job)) for job in inserted])

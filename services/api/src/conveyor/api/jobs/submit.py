@@ -1,0 +1,140 @@
+"""Job inserts for POST /v1/jobs and /v1/jobs:batch, on the asyncpg pool (see pg.py).
+
+A single submit without an Idempotency-Key is one autocommitted INSERT: one
+round trip. With a key, the lookup and the insert share a transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from conveyor.api.jobs.schemas import JobCreate
+from conveyor.api.problems import Problem
+from conveyor.api.sql_tracing import traced
+
+# RETURNING and SELECT list every column JobOut shows.
+_INSERT = """
+INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts,
+                  idempotency_key, request_hash)
+VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, kind, params, status, result, error, attempts, max_attempts, worker_id,
+          created_at, updated_at, started_at, finished_at
+"""
+_BY_KEY = """
+SELECT id, kind, params, status, result, error, attempts, max_attempts, worker_id,
+          created_at, updated_at, started_at, finished_at, request_hash
+FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2
+"""
+_RELEASE_KEY = "UPDATE jobs SET idempotency_key = NULL WHERE id = $1"
+_INSERT_MANY = """
+INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts)
+SELECT id, $1, kind, params, 'queued', 0, max_attempts
+FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::int[])
+     WITH ORDINALITY AS j(id, kind, params, max_attempts, n)
+ORDER BY n
+RETURNING id, kind, params, status, result, error, attempts, max_attempts, worker_id,
+          created_at, updated_at, started_at, finished_at
+"""
+
+
+class _LostRace(Exception):
+    """A concurrent request with the same Idempotency-Key inserted first."""
+
+
+def request_fingerprint(body: JobCreate, max_attempts: int) -> str:
+    canonical = {
+        "kind": body.kind,
+        "params": body.params.model_dump(mode="json"),
+        "max_attempts": max_attempts,
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _replay_or_conflict(existing: asyncpg.Record, fingerprint: str, key: str) -> asyncpg.Record:
+    if existing["request_hash"] != fingerprint:
+        raise Problem(
+            422,
+            "Idempotency key reused",
+            f"Idempotency-Key {key!r} was used with a different request body.",
+            errors=[{"field": "Idempotency-Key", "message": "reused with a different body"}],
+        )
+    return existing
+
+
+async def insert_job(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    body: JobCreate,
+    *,
+    default_max_attempts: int,
+    idempotency_key: str | None,
+    idempotency_ttl: timedelta,
+) -> tuple[asyncpg.Record, bool]:
+    """Insert a queued job, committed on return. Returns (job row, created)."""
+    max_attempts = body.max_attempts or default_max_attempts
+    params = body.params.model_dump(mode="json")
+    if idempotency_key is None:
+        with traced("INSERT jobs", _INSERT):
+            row = await pool.fetchrow(
+                _INSERT, uuid.uuid4(), tenant_id, body.kind, params, max_attempts, None, None
+            )
+        assert row is not None  # no key, so no conflict target can match
+        return row, True
+
+    fingerprint = request_fingerprint(body, max_attempts)
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                with traced("SELECT jobs", _BY_KEY):
+                    existing = await conn.fetchrow(_BY_KEY, tenant_id, idempotency_key)
+                if existing is not None:
+                    if existing["created_at"] > datetime.now(UTC) - idempotency_ttl:
+                        return _replay_or_conflict(existing, fingerprint, idempotency_key), False
+                    # Expired: the old job keeps its data but gives up the key.
+                    await conn.execute(_RELEASE_KEY, existing["id"])
+                with traced("INSERT jobs", _INSERT):
+                    row = await conn.fetchrow(
+                        _INSERT,
+                        uuid.uuid4(),
+                        tenant_id,
+                        body.kind,
+                        params,
+                        max_attempts,
+                        idempotency_key,
+                        fingerprint,
+                    )
+                if row is None:
+                    raise _LostRace
+                return row, True
+        except _LostRace:
+            winner = await conn.fetchrow(_BY_KEY, tenant_id, idempotency_key)
+    if winner is None:
+        raise Problem(409, "Conflict", "Concurrent request with this Idempotency-Key; retry.")
+    return _replay_or_conflict(winner, fingerprint, idempotency_key), False
+
+
+async def insert_jobs(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    jobs: Sequence[JobCreate],
+    *,
+    default_max_attempts: int,
+) -> list[asyncpg.Record]:
+    """Insert all of them in one statement (so one transaction), in order."""
+    columns: tuple[list[Any], ...] = ([], [], [], [])
+    for job in jobs:
+        columns[0].append(uuid.uuid4())
+        columns[1].append(job.kind)
+        columns[2].append(job.params.model_dump(mode="json"))
+        columns[3].append(job.max_attempts or default_max_attempts)
+    with traced("INSERT jobs", _INSERT_MANY):
+        rows: list[asyncpg.Record] = await pool.fetch(_INSERT_MANY, tenant_id, *columns)
+    return rows

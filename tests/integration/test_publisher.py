@@ -1,0 +1,92 @@
+"""The API's publisher writes the task message itself (one LPUSH on
+redis.asyncio, see publisher.py). It must be the message Celery and kombu would
+have written, so that a Celery worker takes it as its own."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from conveyor.api.publisher import JobPublisher
+from conveyor.common.settings import Settings
+from conveyor.common.tasks import JOBS_QUEUE, make_celery_client, publish_run_job
+from tests.conftest import fresh_redis_url
+from tests.support.engines import Engines
+
+# Fresh per message: ids, and where and when it was sent.
+_PER_MESSAGE_HEADERS = {"id", "root_id", "argsrepr", "origin"}
+_PER_MESSAGE_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag"}
+
+
+def _settings(redis_url: str) -> Settings:
+    return Settings(database_url="postgresql://u@localhost/db", redis_url=redis_url)  # type: ignore[arg-type]
+
+
+def _pop(client: redis.Redis) -> dict[str, Any]:
+    raw = client.rpop(JOBS_QUEUE)
+    assert raw is not None, "no message on the queue"
+    return dict(json.loads(raw))
+
+
+def _shape(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in message.items() if k not in ("headers", "properties", "body")},
+        "headers": {k: v for k, v in message["headers"].items() if k not in _PER_MESSAGE_HEADERS},
+        "properties": {
+            k: v for k, v in message["properties"].items() if k not in _PER_MESSAGE_PROPERTIES
+        },
+        "header_keys": sorted(message["headers"]),
+        "property_keys": sorted(message["properties"]),
+    }
+
+
+async def _publish_ours(redis_url: str, jobs: list[tuple[uuid.UUID, str, dict[str, Any]]]) -> int:
+    client = aioredis.Redis.from_url(redis_url)
+    publisher = JobPublisher(client, make_celery_client(_settings(redis_url), "test"), 2.0)
+    try:
+        return await publisher.publish_many(jobs)
+    finally:
+        publisher.close()
+        await client.aclose()
+
+
+def test_message_matches_the_one_celery_sends(engines: Engines) -> None:
+    url = fresh_redis_url(engines)
+    client = redis.Redis.from_url(url)
+    job_id = uuid.uuid4()
+
+    celery = make_celery_client(_settings(url), "reference")
+    publish_run_job(celery, job_id, "hash", {"data": "x", "iterations": 10})
+    celery.close()
+    theirs = _pop(client)
+
+    assert asyncio.run(_publish_ours(url, [(job_id, "hash", {"data": "x", "iterations": 10})])) == 1
+    ours = _pop(client)
+
+    assert _shape(ours) == _shape(theirs)
+    body = [json.loads(base64.b64decode(m["body"])) for m in (ours, theirs)]
+    assert body[0] == body[1]
+    assert ours["headers"]["argsrepr"] == theirs["headers"]["argsrepr"] == repr([str(job_id)])
+
+
+def test_many_go_out_in_order_in_one_call(engines: Engines) -> None:
+    url = fresh_redis_url(engines)
+    client = redis.Redis.from_url(url)
+    jobs = [(uuid.uuid4(), "sleep", {"ms": 0}) for _ in range(1500)]  # two LPUSH chunks
+
+    assert asyncio.run(_publish_ours(url, jobs)) == 1500
+
+    # Workers take from the right end: the first job published is the first taken.
+    taken = [json.loads(base64.b64decode(_pop(client)["body"]))[0][0] for _ in jobs]
+    assert taken == [str(job_id) for job_id, _, _ in jobs]
+
+
+def test_a_dead_broker_costs_nothing_and_reports_nothing_sent(engines: Engines) -> None:
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    assert asyncio.run(_publish_ours(dead, [(uuid.uuid4(), "sleep", {"ms": 0})])) == 0
