@@ -30,7 +30,7 @@ def _settings(redis_url: str) -> Settings:
 
 def _pop(client: redis.Redis) -> dict[str, Any]:
     raw = client.rpop(JOBS_QUEUE)
-    assert raw is not None, "no message on the queue"
+    assert isinstance(raw, bytes), "no message on the queue"
     return dict(json.loads(raw))
 
 
