@@ -90,3 +90,29 @@ def test_many_go_out_in_order_in_one_call(engines: Engines) -> None:
 def test_a_dead_broker_costs_nothing_and_reports_nothing_sent(engines: Engines) -> None:
     dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     assert asyncio.run(_publish_ours(dead, [(uuid.uuid4(), "sleep", {"ms": 0})])) == 0
+
+
+def test_concurrent_publishes_share_round_trips_and_all_arrive(engines: Engines) -> None:
+    url = fresh_redis_url(engines)
+    client = redis.Redis.from_url(url)
+    jobs = [(uuid.uuid4(), "sleep", {"ms": 0}) for _ in range(300)]
+
+    async def publish_concurrently() -> tuple[list[bool], int]:
+        broker = aioredis.Redis.from_url(url)
+        publisher = JobPublisher(broker, make_celery_client(_settings(url), "test"), 2.0)
+        before = int((await broker.info("commandstats")).get("cmdstat_lpush", {}).get("calls", 0))
+        try:
+            sent = await asyncio.gather(*(publisher.publish(*job) for job in jobs))
+        finally:
+            publisher.close()
+        after = int((await broker.info("commandstats"))["cmdstat_lpush"]["calls"])
+        await broker.aclose()
+        return list(sent), after - before
+
+    sent, lpush_calls = asyncio.run(publish_concurrently())
+
+    assert sent == [True] * len(jobs)
+    queued = {json.loads(base64.b64decode(_pop(client)["body"]))[0][0] for _ in jobs}
+    assert queued == {str(job_id) for job_id, _, _ in jobs}
+    assert client.llen(JOBS_QUEUE) == 0
+    assert lpush_calls < len(jobs) / 10, lpush_calls  # coalesced, not one per message

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conveyor.api.metrics import ApiMetrics
 from conveyor.api.pg import create_pg_pool
+from conveyor.api.principal import VerifiedKeys
 from conveyor.api.publisher import JobPublisher
 from conveyor.api.ratelimit import RateLimiter
 from conveyor.api.settings import ApiSettings
@@ -29,6 +30,7 @@ class AppState:
     publisher: JobPublisher
     rate_limiter: RateLimiter
     metrics: ApiMetrics
+    verified_keys: VerifiedKeys
 
     @classmethod
     async def build(cls, settings: ApiSettings, metrics: ApiMetrics) -> AppState:
@@ -55,6 +57,7 @@ class AppState:
                 settings.publish_backoff_seconds,
             ),
             metrics=metrics,
+            verified_keys=VerifiedKeys(),
         )
 
     async def close(self) -> None:

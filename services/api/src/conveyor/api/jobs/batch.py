@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.api.deps import PrincipalDep, StateDep
+from conveyor.api.auth import revoked_meanwhile
+from conveyor.api.deps import StateDep, WriterDep
 from conveyor.api.jobs.schemas import JobCreate, JobOut
-from conveyor.api.jobs.submit import insert_jobs
+from conveyor.api.jobs.submit import KeyRevoked, insert_jobs
 from conveyor.api.problems import problem_responses
 
 MAX_BATCH = 1000
@@ -51,16 +52,19 @@ _EXAMPLE = {
 )
 async def submit_batch(
     body: Annotated[JobBatchCreate, Body(examples=[_EXAMPLE])],
-    principal: PrincipalDep,
+    principal: WriterDep,
     state: StateDep,
 ) -> JobBatchOut:
     """All or nothing: one invalid job rejects the whole batch (422, naming `jobs.N...`)."""
-    inserted = await insert_jobs(
-        state.pg,
-        principal.tenant_id,
-        body.jobs,
-        default_max_attempts=state.settings.default_max_attempts,
-    )
+    try:
+        inserted = await insert_jobs(
+            state.pg,
+            principal,
+            body.jobs,
+            default_max_attempts=state.settings.default_max_attempts,
+        )
+    except KeyRevoked:
+        raise revoked_meanwhile(state, principal) from None
     for job in inserted:
         state.metrics.jobs_submitted.labels(job["kind"]).inc()
     await state.publisher.publish_many(

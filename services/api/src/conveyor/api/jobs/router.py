@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
-from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
+from conveyor.api.auth import revoked_meanwhile
+from conveyor.api.deps import PrincipalDep, SessionDep, StateDep, WriterDep
 from conveyor.api.jobs import service
 from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage
-from conveyor.api.jobs.submit import insert_job
+from conveyor.api.jobs.submit import KeyRevoked, insert_job
 from conveyor.api.problems import problem_responses
 from conveyor.common.kinds import KindName
 from conveyor.common.models import JobStatus
@@ -41,7 +42,7 @@ _ALWAYS = (401, 422, 429, 503)
 )
 async def submit_job(
     body: Annotated[JobCreate, Body(openapi_examples=JOB_CREATE_EXAMPLES)],
-    principal: PrincipalDep,
+    principal: WriterDep,
     state: StateDep,
     idempotency_key: Annotated[
         str | None,
@@ -54,14 +55,17 @@ async def submit_job(
     ] = None,
 ) -> Response:
     settings = state.settings
-    job, created = await insert_job(
-        state.pg,
-        principal.tenant_id,
-        body,
-        default_max_attempts=settings.default_max_attempts,
-        idempotency_key=idempotency_key,
-        idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
-    )
+    try:
+        job, created = await insert_job(
+            state.pg,
+            principal,
+            body,
+            default_max_attempts=settings.default_max_attempts,
+            idempotency_key=idempotency_key,
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+    except KeyRevoked:
+        raise revoked_meanwhile(state, principal) from None
     headers = {"Location": f"/v1/jobs/{job['id']}"}
     if created:
         state.metrics.jobs_submitted.labels(body.kind).inc()

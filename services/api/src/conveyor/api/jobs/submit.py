@@ -2,6 +2,11 @@
 
 A single submit without an Idempotency-Key is one autocommitted INSERT: one
 round trip. With a key, the lookup and the insert share a transaction.
+
+Every INSERT re-checks that the caller's API key still stands (the `EXISTS`
+guard): submits authenticate from a short cache (auth.authenticate_writer), and a key
+revoked meanwhile must store nothing. Such an insert returns no row, and the
+caller answers 401.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from conveyor.api.jobs.schemas import JobCreate
+from conveyor.api.principal import Principal
 from conveyor.api.problems import Problem
 from conveyor.api.sql_tracing import traced
 
@@ -23,7 +29,8 @@ from conveyor.api.sql_tracing import traced
 _INSERT = """
 INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts,
                   idempotency_key, request_hash)
-VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7)
+SELECT $2::uuid, $3::uuid, $4::text, $5::jsonb, 'queued', 0, $6::int, $7::text, $8::text
+WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, kind, params, status, result, error, attempts, max_attempts, worker_id,
           created_at, updated_at, started_at, finished_at
@@ -34,11 +41,13 @@ SELECT id, kind, params, status, result, error, attempts, max_attempts, worker_i
 FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2
 """
 _RELEASE_KEY = "UPDATE jobs SET idempotency_key = NULL WHERE id = $1"
+_KEY_CHECK = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)"
 _INSERT_MANY = """
 INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts)
-SELECT id, $1, kind, params, 'queued', 0, max_attempts
-FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::int[])
+SELECT id, $2, kind, params, 'queued', 0, max_attempts
+FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::int[])
      WITH ORDINALITY AS j(id, kind, params, max_attempts, n)
+WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ORDER BY n
 RETURNING id, kind, params, status, result, error, attempts, max_attempts, worker_id,
           created_at, updated_at, started_at, finished_at
@@ -47,6 +56,10 @@ RETURNING id, kind, params, status, result, error, attempts, max_attempts, worke
 
 class _LostRace(Exception):
     """A concurrent request with the same Idempotency-Key inserted first."""
+
+
+class KeyRevoked(Exception):
+    """The caller's API key was revoked after it was last read."""
 
 
 def request_fingerprint(body: JobCreate, max_attempts: int) -> str:
@@ -71,28 +84,34 @@ def _replay_or_conflict(existing: asyncpg.Record, fingerprint: str, key: str) ->
 
 async def insert_job(
     pool: asyncpg.Pool,
-    tenant_id: uuid.UUID,
+    principal: Principal,
     body: JobCreate,
     *,
     default_max_attempts: int,
     idempotency_key: str | None,
     idempotency_ttl: timedelta,
 ) -> tuple[asyncpg.Record, bool]:
-    """Insert a queued job, committed on return. Returns (job row, created)."""
+    """Insert a queued job, committed on return. Returns (job row, created).
+    Raises KeyRevoked."""
+    tenant_id, key_id = principal.tenant_id, principal.key_id
     max_attempts = body.max_attempts or default_max_attempts
     params = body.params.model_dump(mode="json")
     if idempotency_key is None:
         with traced("INSERT jobs", _INSERT):
+            new_id = uuid.uuid4()
             row = await pool.fetchrow(
-                _INSERT, uuid.uuid4(), tenant_id, body.kind, params, max_attempts, None, None
+                _INSERT, key_id, new_id, tenant_id, body.kind, params, max_attempts, None, None
             )
-        assert row is not None  # no key, so no conflict target can match
+        if row is None:  # no Idempotency-Key, so no conflict: the key's guard said no
+            raise KeyRevoked
         return row, True
 
     fingerprint = request_fingerprint(body, max_attempts)
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():
+                if not await conn.fetchval(_KEY_CHECK, key_id):
+                    raise KeyRevoked
                 with traced("SELECT jobs", _BY_KEY):
                     existing = await conn.fetchrow(_BY_KEY, tenant_id, idempotency_key)
                 if existing is not None:
@@ -103,6 +122,7 @@ async def insert_job(
                 with traced("INSERT jobs", _INSERT):
                     row = await conn.fetchrow(
                         _INSERT,
+                        key_id,
                         uuid.uuid4(),
                         tenant_id,
                         body.kind,
@@ -123,12 +143,13 @@ async def insert_job(
 
 async def insert_jobs(
     pool: asyncpg.Pool,
-    tenant_id: uuid.UUID,
+    principal: Principal,
     jobs: Sequence[JobCreate],
     *,
     default_max_attempts: int,
 ) -> list[asyncpg.Record]:
-    """Insert all of them in one statement (so one transaction), in order."""
+    """Insert all of them in one statement (so one transaction), in order.
+    Raises KeyRevoked."""
     columns: tuple[list[Any], ...] = ([], [], [], [])
     for job in jobs:
         columns[0].append(uuid.uuid4())
@@ -136,5 +157,9 @@ async def insert_jobs(
         columns[2].append(job.params.model_dump(mode="json"))
         columns[3].append(job.max_attempts or default_max_attempts)
     with traced("INSERT jobs", _INSERT_MANY):
-        rows: list[asyncpg.Record] = await pool.fetch(_INSERT_MANY, tenant_id, *columns)
+        rows: list[asyncpg.Record] = await pool.fetch(
+            _INSERT_MANY, principal.key_id, principal.tenant_id, *columns
+        )
+    if jobs and not rows:
+        raise KeyRevoked
     return rows
