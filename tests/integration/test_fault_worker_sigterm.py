@@ -45,12 +45,15 @@ def test_sigterm_worker_finishes_or_requeues_in_flight_jobs_and_exits_0(tmp_path
         short_ids = submit_all(stack.api_url, key, [sleep_job(SHORT_MS)] * (JOBS - 2))
         ids = long_ids + short_ids
 
-        def running_long_and_short_jobs() -> bool:
+        def running_long_and_short_jobs() -> set[str] | None:
             held = {job["id"] for job in held_by(db, stopping)}
-            return set(long_ids) < held
+            return held if set(long_ids) < held else None
 
-        wait_db(db, running_long_and_short_jobs, timeout=30, what="long and short jobs running")
-        in_flight_before = {job["id"] for job in held_by(db, stopping)}
+        # The very set that met the condition: a second look could fall in the
+        # few ms between one short job's end and the next one's claim.
+        in_flight_before: set[str] = wait_db(
+            db, running_long_and_short_jobs, timeout=30, what="long and short jobs running"
+        )
         live = status_counts(db)["queued"] + status_counts(db)["running"]
         assert live >= 150, f"only {live} jobs in flight at the signal"
         # The fault must hit the long jobs with more work left than the grace time.

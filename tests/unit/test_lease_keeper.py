@@ -25,7 +25,7 @@ def renewals(monkeypatch: pytest.MonkeyPatch) -> list[tuple[uuid.UUID, float]]:
     """Every renewal the keeper asks for; each finds the lease still held."""
     seen: list[tuple[uuid.UUID, float]] = []
 
-    def renew(engine: Any, job: ClaimedJob, lease_s: float) -> bool:
+    def renew(db: Any, job: ClaimedJob, lease_s: float) -> bool:
         seen.append((job.id, time.monotonic()))
         return True
 
@@ -34,7 +34,7 @@ def renewals(monkeypatch: pytest.MonkeyPatch) -> list[tuple[uuid.UUID, float]]:
 
 
 def test_short_jobs_cost_no_renewal(renewals: list[tuple[uuid.UUID, float]]) -> None:
-    keeper = LeaseKeeper(engine=None, lease_s=LEASE_S)  # type: ignore[arg-type]
+    keeper = LeaseKeeper(db=None, lease_s=LEASE_S)  # type: ignore[arg-type]
     for _ in range(50):
         keeper.hold(_job())
         keeper.release()
@@ -45,7 +45,7 @@ def test_short_jobs_cost_no_renewal(renewals: list[tuple[uuid.UUID, float]]) -> 
 def test_long_job_is_renewed_every_third_until_released(
     renewals: list[tuple[uuid.UUID, float]],
 ) -> None:
-    keeper = LeaseKeeper(engine=None, lease_s=LEASE_S)  # type: ignore[arg-type]
+    keeper = LeaseKeeper(db=None, lease_s=LEASE_S)  # type: ignore[arg-type]
     time.sleep(0.05)  # the thread idles between jobs
     job = _job()
     held_at = time.monotonic()
@@ -64,12 +64,12 @@ def test_long_job_is_renewed_every_third_until_released(
 def test_a_lost_lease_stops_the_renewals(
     renewals: list[tuple[uuid.UUID, float]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def lost(engine: Any, job: ClaimedJob, lease_s: float) -> bool:
+    def lost(db: Any, job: ClaimedJob, lease_s: float) -> bool:
         renewals.append((job.id, time.monotonic()))
         return False
 
     monkeypatch.setattr(attempts, "renew_lease", lost)
-    keeper = LeaseKeeper(engine=None, lease_s=LEASE_S)  # type: ignore[arg-type]
+    keeper = LeaseKeeper(db=None, lease_s=LEASE_S)  # type: ignore[arg-type]
     keeper.hold(_job())
     time.sleep(LEASE_S * 1.5)
     keeper.release()

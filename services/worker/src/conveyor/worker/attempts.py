@@ -1,12 +1,17 @@
 """One job attempt's SQL, on the worker's hot path: claim, renew, succeed, fail.
 
-Each is one conditional UPDATE, sent alone on an autocommit connection: it is
-its own transaction, so one round trip and one commit per state change (no
-BEGIN, no COMMIT, no liveness ping). The statements are plain SQL text, built
-once: SQLAlchemy's expression building cost more CPU than the rest of a job.
+Each is one conditional UPDATE, sent alone on an autocommit connection (see
+`pg`): it is its own transaction, so one round trip and one commit per state
+change (no BEGIN, no COMMIT, no liveness ping). The statements are fixed SQL
+text: building them with SQLAlchemy cost more CPU than the rest of a job.
 Two deliveries of one job can never both run it, and a terminal job never
 changes again: the claim needs `queued`, and every later write is fenced on
 this very attempt.
+
+A statement that `pg` sends twice because its connection broke may have run
+the first time: a claim sent again then finds the job running (a no-op claim:
+its lease runs out and the reconciler requeues it), and an outcome sent again
+finds it terminal (reported lost). Duplicates, never a second outcome.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
+
+from conveyor.worker.pg import Connections
 
 _CLAIM = """\
 UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = %(worker)s,
@@ -61,48 +66,26 @@ class ClaimedJob:
         return {"id": self.id, "worker": self.worker_id, "attempt": self.attempt}
 
 
-def _execute(engine: Engine, sql: str, params: dict[str, Any]) -> tuple[int, Any]:
-    """Run one statement; returns (rowcount, first row or None).
-
-    Without a ping per checkout, a connection that went stale (Postgres
-    restarted) fails on first use: SQLAlchemy then drops the whole pool, and
-    one retry on a fresh connection is what the ping would have done. A
-    statement whose reply was lost may have run: a claim retried then finds the
-    job running (a no-op claim; its lease runs out and the reconciler requeues
-    it) and an outcome retried finds it terminal (reported lost). Duplicates,
-    never a second outcome.
-    """
-    for retry in (False, True):
-        try:
-            with engine.connect() as conn:
-                result = conn.exec_driver_sql(sql, params)
-                return result.rowcount, result.first() if result.returns_rows else None
-        except DBAPIError as exc:
-            if retry or not exc.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
-
-
-def claim(engine: Engine, job_id: uuid.UUID, worker_id: str, lease_s: float) -> ClaimedJob | None:
+def claim(db: Connections, job_id: uuid.UUID, worker_id: str, lease_s: float) -> ClaimedJob | None:
     """queued -> running, attempts+1, with a lease. None if someone else has it or it is done."""
-    _, row = _execute(engine, _CLAIM, {"id": job_id, "worker": worker_id, "lease": float(lease_s)})
+    _, row = db.execute(_CLAIM, {"id": job_id, "worker": worker_id, "lease": float(lease_s)})
     if row is None:
         return None
     kind, params, attempts, max_attempts = row
     return ClaimedJob(job_id, kind, params, attempts, max_attempts, worker_id)
 
 
-def renew_lease(engine: Engine, job: ClaimedJob, lease_s: float) -> bool:
-    rowcount, _ = _execute(engine, _RENEW, {**job.fence(), "lease": float(lease_s)})
+def renew_lease(db: Connections, job: ClaimedJob, lease_s: float) -> bool:
+    rowcount, _ = db.execute(_RENEW, {**job.fence(), "lease": float(lease_s)})
     return rowcount == 1
 
 
-def succeed(engine: Engine, job: ClaimedJob, result: dict[str, Any]) -> bool:
-    rowcount, _ = _execute(engine, _SUCCEED, {**job.fence(), "result": Jsonb(result)})
+def succeed(db: Connections, job: ClaimedJob, result: dict[str, Any]) -> bool:
+    rowcount, _ = db.execute(_SUCCEED, {**job.fence(), "result": Jsonb(result)})
     return rowcount == 1
 
 
-def fail(engine: Engine, job: ClaimedJob, error: str, *, retry_in_s: float | None) -> str | None:
+def fail(db: Connections, job: ClaimedJob, error: str, *, retry_in_s: float | None) -> str | None:
     """Record a failed attempt: back to queued (with backoff) or failed for good.
 
     Returns the new status, or None if this worker no longer held the job.
@@ -111,7 +94,7 @@ def fail(engine: Engine, job: ClaimedJob, error: str, *, retry_in_s: float | Non
     params: dict[str, Any] = {**job.fence(), "error": error[:4000]}
     if can_retry:
         params["retry_in"] = float(retry_in_s or 0.0)
-    rowcount, _ = _execute(engine, _RETRY if can_retry else _FAIL, params)
+    rowcount, _ = db.execute(_RETRY if can_retry else _FAIL, params)
     if rowcount != 1:
         return None
     return "queued" if can_retry else "failed"

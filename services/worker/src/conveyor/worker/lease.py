@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy import Engine
-
 from conveyor.common.logging import get_logger
 from conveyor.worker import attempts
 from conveyor.worker.attempts import ClaimedJob
+from conveyor.worker.pg import Connections
 
 log = get_logger(__name__)
 
@@ -24,8 +23,8 @@ class LeaseKeeper:
     and the reconciler requeues the job once the lease runs out.
     """
 
-    def __init__(self, engine: Engine, lease_s: float) -> None:
-        self.engine, self.lease_s = engine, lease_s
+    def __init__(self, db: Connections, lease_s: float) -> None:
+        self.db, self.lease_s = db, lease_s
         self._lock = threading.Condition()
         self._job: ClaimedJob | None = None
         self._due = 0.0
@@ -57,7 +56,7 @@ class LeaseKeeper:
 
     def _renew(self, job: ClaimedJob) -> None:
         try:
-            if not attempts.renew_lease(self.engine, job, self.lease_s):
+            if not attempts.renew_lease(self.db, job, self.lease_s):
                 with self._lock:
                     still_held = self._job is job
                     if still_held:  # stop renewing; its outcome write will be fenced off

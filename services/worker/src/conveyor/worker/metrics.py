@@ -43,7 +43,6 @@ from conveyor.common.telemetry import (
     PUBLISHED_AT_HEADER,
     check_tracing_config,
     configure_tracing,
-    instrument_engine,
     shutdown_tracing,
     stamp_publish_time,
 )
@@ -294,9 +293,6 @@ def install(app: Celery) -> None:
     def _child_started(**_: Any) -> None:
         # In each new child, after the fork: its own tracer (DESIGN.md).
         configure_tracing("conveyor-worker")
-        runtime = getattr(app, "conveyor_runtime", None)
-        if runtime is not None and runtime.pid == os.getpid():
-            instrument_engine(runtime.engine)  # built before us by another handler
         worker_metrics().processes.set(1)
 
     @signals.worker_process_shutdown.connect(weak=False)

@@ -42,7 +42,7 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
         return
     with structlog.contextvars.bound_contextvars(job_id=job_id):
         job = attempts.claim(
-            runtime.engine, parsed_id, worker_id_for(task.request.hostname or "worker"), lease_s
+            runtime.db, parsed_id, worker_id_for(task.request.hostname or "worker"), lease_s
         )
         if job is None:
             log.info("claim was a no-op: the job is done, cancelled or held elsewhere")
@@ -61,16 +61,16 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
             retry_in = backoff_seconds(
                 job.attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
             )
-            outcome = attempts.fail(runtime.engine, job, error, retry_in_s=retry_in)
+            outcome = attempts.fail(runtime.db, job, error, retry_in_s=retry_in)
             if outcome == "queued":
                 publish_run_job(task.app, job.id, job.kind, job.params, countdown=retry_in)
         except Exception as exc:
             log.exception("job raised; not retrying")
             outcome = attempts.fail(
-                runtime.engine, job, f"{type(exc).__name__}: {exc}", retry_in_s=None
+                runtime.db, job, f"{type(exc).__name__}: {exc}", retry_in_s=None
             )
         else:
-            outcome = "succeeded" if attempts.succeed(runtime.engine, job, result) else None
+            outcome = "succeeded" if attempts.succeed(runtime.db, job, result) else None
         finally:
             # After the outcome write: a renewal racing it is fenced off and harmless.
             runtime.lease.release()

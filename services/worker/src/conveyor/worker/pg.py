@@ -1,0 +1,82 @@
+"""The connections that run `attempts`' statements: plain psycopg, autocommit.
+
+A job's claim and outcome are one statement each, on the hot path of every
+job. SQLAlchemy's pool checkout and execution context cost about as much CPU
+as the rest of the job, and bought nothing for fixed SQL text, so this module
+keeps one autocommit psycopg connection per thread (the job's and the lease
+keeper's), opened on first use in the process that uses it: nothing is shared
+across a fork. psycopg prepares each statement on the server after a few
+uses. When this process exports traces, each statement gets a CLIENT span with
+the attributes the SQLAlchemy instrumentation gives everyone else's SQL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import psycopg
+from opentelemetry import trace
+from sqlalchemy.engine import make_url
+
+from conveyor.common.telemetry import exporting_spans
+
+
+class Connections:
+    def __init__(self, database_url: str, connect_timeout_s: int = 5) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._connect_timeout_s = connect_timeout_s
+        self._local = threading.local()
+        self._span_attributes: dict[str, Any] = {
+            "db.system": "postgresql",
+            "db.name": url.database or "",
+            "net.peer.name": url.host or "",
+            "net.peer.port": url.port or 5432,
+        }
+
+    def execute(self, sql: str, params: dict[str, Any]) -> tuple[int, tuple[Any, ...] | None]:
+        """Run one statement as its own transaction: (rowcount, first row or None).
+
+        A connection found broken (Postgres restarted since its last use) is
+        dropped and the statement is sent once more on a new one. A statement
+        whose reply was lost may have run: `attempts` says why that is safe.
+        """
+        for retry in (False, True):
+            conn = self._connection()
+            try:
+                with self._span(sql):
+                    cursor = conn.execute(sql, params)
+                    row = cursor.fetchone() if cursor.description else None
+                    return cursor.rowcount, row
+            except psycopg.Error:
+                if not conn.closed:
+                    raise  # the statement failed, the connection is fine
+                self._local.conn = None
+                if retry:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=self._connect_timeout_s
+            )
+            self._local.conn = conn
+        return conn
+
+    def _span(self, sql: str) -> Any:
+        if not exporting_spans():
+            return nullcontext()
+        return self._client_span(sql)
+
+    @contextmanager
+    def _client_span(self, sql: str) -> Iterator[None]:
+        tracer = trace.get_tracer("conveyor.worker.pg")
+        name = f"{sql.split(None, 1)[0]} {self._span_attributes['db.name']}"
+        attributes = {**self._span_attributes, "db.statement": sql}
+        with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes):
+            yield
