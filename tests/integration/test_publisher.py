@@ -16,11 +16,13 @@ import redis.asyncio as aioredis
 from conveyor.api.publisher import JobPublisher
 from conveyor.common.settings import Settings
 from conveyor.common.tasks import JOBS_QUEUE, make_celery_client, publish_run_job
+from conveyor.common.telemetry import PUBLISHED_AT_HEADER
 from tests.conftest import fresh_redis_url
 from tests.support.engines import Engines
 
-# Fresh per message: ids, and where and when it was sent.
-_PER_MESSAGE_HEADERS = {"id", "root_id", "argsrepr", "origin"}
+# Fresh per message: ids, where and when it was sent, and its trace context
+# (present when an earlier test in this process set tracing up).
+_PER_MESSAGE_HEADERS = {"id", "root_id", "argsrepr", "origin", PUBLISHED_AT_HEADER, "traceparent"}
 _PER_MESSAGE_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag"}
 
 

@@ -242,8 +242,19 @@ def configure_tracing(default_service_name: str) -> bool:
         return True
 
 
+def _forget_after_fork() -> None:
+    # A forked child starts unconfigured (DESIGN.md: its own tracer after the fork).
+    global _state
+    _state = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _current() -> _State | None:
-    return _state if _state is not None and _state.pid == os.getpid() else None
+    # Called on hot paths (every traced statement): the fork hook above keeps
+    # this free of a getpid() per call.
+    return _state
 
 
 def exporting_spans() -> bool:

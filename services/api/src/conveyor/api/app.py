@@ -16,7 +16,7 @@ from conveyor.api.middleware import EdgeMiddleware
 from conveyor.api.problems import install_problem_handlers
 from conveyor.api.settings import ApiSettings
 from conveyor.api.state import AppState
-from conveyor.api.tracing import instrument_app
+from conveyor.api.tracing import instrument_app, telemetry_config
 
 DESCRIPTION = """
 Submit jobs, read their results, list them, and cancel the ones still queued.
@@ -44,6 +44,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version=settings.app_version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        telemetry=telemetry_config(),
     )
     install_problem_handlers(app)
     app.include_router(health.router)
@@ -57,5 +58,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
         router_app=app.router,
         max_body_bytes=settings.max_body_bytes,
     )
-    instrument_app(app)  # trace context (server spans when exported) around the whole stack
+    instrument_app(app)  # trace context around the whole stack when spans are not exported
     return app

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import json
 import os
 import socket
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from celery import Celery, signals
-from kombu.utils.json import dumps
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from conveyor.common.kinds import KINDS
 from conveyor.common.logging import get_logger
@@ -85,7 +86,7 @@ class JobPublisher:
             retry_policy={},
         )
         message = {
-            "body": base64.b64encode(dumps(body).encode()).decode(),
+            "body": base64.b64encode(json.dumps(body).encode()).decode(),
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": headers,
@@ -108,7 +109,7 @@ class JobPublisher:
             soft, hard = KINDS[kind].time_limits(params)
             built.append(self._build(job_id, soft, hard))
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append(([dumps(message) for message, _ in built], done))
+        self._pending.append(([json.dumps(message) for message, _ in built], done))
         if self._flusher is None or self._flusher.done():
             # A context of its own: the flush serves many requests, not the first.
             self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
@@ -136,8 +137,12 @@ class JobPublisher:
             payloads = [payload for payloads, _ in batch for payload in payloads]
             sent = True
             try:
-                for start in range(0, len(payloads), _CHUNK):
-                    await self.redis.lpush(JOBS_QUEUE, *payloads[start : start + _CHUNK])
+                # Outside any request, so the Redis span would be dropped anyway
+                # (telemetry: no orphan CLIENT spans); each job's publish span
+                # covers it. Skipping it saves its sampling work per flush.
+                with suppress_instrumentation():
+                    for start in range(0, len(payloads), _CHUNK):
+                        await self.redis.lpush(JOBS_QUEUE, *payloads[start : start + _CHUNK])
             except Exception as exc:  # connection, timeout, OOM...: all mean "not sent"
                 sent = False
                 self._skip_until = time.monotonic() + self.backoff_s
