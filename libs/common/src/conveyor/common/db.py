@@ -16,11 +16,13 @@ from conveyor.common.telemetry import instrument_engine
 
 
 def make_async_engine(settings: Settings) -> AsyncEngine:
-    """The API's engine: asyncpg, a bounded pool, and stale connections dropped."""
+    """The API's engine for reads, lists and cancels: asyncpg, a bounded pool,
+    and stale connections dropped. (Auth and submits have their own asyncpg
+    pool of the same size; see conveyor/api/pg.py and docs/capacity.md.)"""
     engine = create_async_engine(
         settings.async_database_url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=0,
         pool_pre_ping=True,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},

@@ -9,18 +9,27 @@ reads, listing and cancelling stay on SQLAlchemy (see deps.SessionDep).
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from conveyor.api.settings import ApiSettings
 
 
-def asyncpg_dsn(settings: ApiSettings) -> str:
-    # asyncpg reads libpq's URL and query parameters (sslmode included) as they are,
-    # but only under the plain scheme.
+def asyncpg_dsn(settings: ApiSettings) -> tuple[str, int | None]:
+    """The URL for asyncpg, and its prepared-statement cache size if the URL sets one.
+
+    asyncpg reads libpq's URL and query parameters (sslmode included) as they
+    are, but only under the plain scheme; it would send any other parameter to
+    the server as a setting. `prepared_statement_cache_size` is SQLAlchemy's
+    name for the cache PgBouncer's transaction pooling needs off
+    (docs/capacity.md), so both pools honour it.
+    """
     parts = urlsplit(settings.database_url.get_secret_value())
-    return urlunsplit(parts._replace(scheme="postgresql"))
+    query = dict(parse_qsl(parts.query))
+    cache_size = query.pop("prepared_statement_cache_size", None)
+    dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
+    return dsn, int(cache_size) if cache_size is not None else None
 
 
 async def _setup_codecs(conn: asyncpg.Connection) -> None:
@@ -41,8 +50,10 @@ async def _reset_if_needed(conn: asyncpg.Connection) -> None:
 def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
     """Connects lazily (min_size 0): the API boots, and /readyz says 503, while
     Postgres is down. `await pool` (done at startup) opens no connection."""
+    dsn, cache_size = asyncpg_dsn(settings)
+    extra = {} if cache_size is None else {"statement_cache_size": cache_size}
     return asyncpg.create_pool(
-        asyncpg_dsn(settings),
+        dsn,
         min_size=0,
         max_size=settings.db_pool_size,
         max_inactive_connection_lifetime=300,
@@ -50,4 +61,5 @@ def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
         reset=_reset_if_needed,
         timeout=5,  # connect
         command_timeout=30,
+        **extra,
     )
