@@ -79,7 +79,7 @@ def create_celery_app(settings: WorkerSettings) -> Celery:
 
     @signals.worker_process_init.connect(weak=False)
     def build_child_runtime(**_: Any) -> None:
-        get_runtime(app)
+        get_runtime(app).db.open()
 
     _release_on_shutdown(app)
     _say_through_logging()

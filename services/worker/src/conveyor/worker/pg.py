@@ -12,6 +12,7 @@ the attributes the SQLAlchemy instrumentation gives everyone else's SQL.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -59,11 +60,22 @@ class Connections:
                     raise
         raise AssertionError("unreachable")
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def open(self) -> None:
+        """Connect this thread now rather than at its first statement. A pool
+        child calls it at start, so its first job does not wait for Postgres to
+        start a backend; if Postgres is down, the first statement connects.
+        libpq's shortest timeout (2 s) keeps it inside Celery's 4 s for a new
+        child to report itself up."""
+        with contextlib.suppress(psycopg.Error):
+            self._connection(connect_timeout_s=2)
+
+    def _connection(self, connect_timeout_s: int | None = None) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
             conn = psycopg.connect(
-                self._conninfo, autocommit=True, connect_timeout=self._connect_timeout_s
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=connect_timeout_s or self._connect_timeout_s,
             )
             self._local.conn = conn
         return conn
