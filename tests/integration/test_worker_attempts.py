@@ -4,6 +4,8 @@ replaced (once) without the job noticing."""
 
 from __future__ import annotations
 
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +122,24 @@ def test_a_failing_statement_is_not_retried(db: Connections) -> None:
     with pytest.raises(psycopg.errors.UndefinedTable):
         db.execute("UPDATE no_such_table SET x = 1", {})
     assert db.execute("SELECT 1", {}) == (1, (1,))  # the connection stays usable
+
+
+class _TimeLimit(Exception):
+    """Stands for Celery's SoftTimeLimitExceeded, raised from a signal handler."""
+
+
+def test_a_statement_cut_off_mid_flight_leaves_no_stuck_connection(db: Connections) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_TimeLimit):
+            db.execute("SELECT pg_sleep(2)", {})
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    started = time.monotonic()
+    assert db.execute("SELECT 1", {}) == (1, (1,))  # a new connection, not one mid-query
+    assert time.monotonic() - started < 1.5

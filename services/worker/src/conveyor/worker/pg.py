@@ -20,9 +20,12 @@ from typing import Any
 
 import psycopg
 from opentelemetry import trace
+from psycopg import pq
 from sqlalchemy.engine import make_url
 
 from conveyor.common.telemetry import exporting_spans
+
+_IDLE = pq.TransactionStatus.IDLE
 
 
 class Connections:
@@ -52,11 +55,14 @@ class Connections:
                     cursor = conn.execute(sql, params)
                     row = cursor.fetchone() if cursor.description else None
                     return cursor.rowcount, row
-            except psycopg.Error:
-                if not conn.closed:
-                    raise  # the statement failed, the connection is fine
+            except BaseException as exc:
+                if not conn.closed and conn.pgconn.transaction_status == _IDLE:
+                    raise  # the statement failed; the connection is fine
+                # Broken, or cut off mid-statement (Celery's soft time limit
+                # raises wherever the job is): never reuse it.
+                conn.close()
                 self._local.conn = None
-                if retry:
+                if retry or not isinstance(exc, psycopg.OperationalError):
                     raise
         raise AssertionError("unreachable")
 
