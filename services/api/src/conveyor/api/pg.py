@@ -39,14 +39,6 @@ async def _setup_codecs(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _reset_if_needed(conn: asyncpg.Connection) -> None:
-    # asyncpg's default reset is one more round trip per release (unlisten,
-    # unlock, RESET ALL) for state we never create; only a transaction a
-    # cancelled request left open needs undoing.
-    if conn.is_in_transaction():
-        await conn.reset()
-
-
 def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
     """Connects lazily (min_size 0): the API boots, and /readyz says 503, while
     Postgres is down. `await pool` (done at startup) opens no connection."""
@@ -58,7 +50,6 @@ def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
         max_size=settings.db_pool_size,
         max_inactive_connection_lifetime=300,
         init=_setup_codecs,
-        reset=_reset_if_needed,
         timeout=5,  # connect
         command_timeout=30,
         **extra,

@@ -132,6 +132,9 @@ def _is_database_unavailable(exc: Exception) -> bool:
         return str(exc.sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
     if isinstance(exc, asyncpg.InterfaceError):
         return "closed" in str(exc)  # connection or pool closed; others are our bugs
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # A connection an outage cut off mid-statement; the pool drops it.
+        return "another operation" in str(exc)
     if isinstance(exc, sa_exc.DBAPIError):
         sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
         return (
@@ -149,6 +152,7 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
