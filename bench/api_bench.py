@@ -3,12 +3,13 @@ start-up and shutdown times, and idle memory."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 
 import httpx
 
-from bench.harness import Bench, rss_mb, spawn, wait_until, wrk
+from bench.harness import Bench, interleave, rss_mb, spawn, wait_until, wrk
 from tests.support.engines import free_port
 from tests.support.processes import PROCFILE, base_env
 
@@ -21,21 +22,22 @@ def _ready(url: str) -> bool:
 
 
 def _interleaved(
-    targets: dict[str, tuple[str, str | None]], rounds: int, seconds: int
+    targets: dict[str, tuple[str, str | None]],
+    rounds: int,
+    seconds: int,
+    ratio_of: tuple[str, str],
 ) -> dict[str, dict[str, float]]:
-    """wrk against each target in turn, `rounds` times; per target the round
-    with the median rate. A noisy neighbour then slows every target alike,
-    instead of whichever happened to run while it was busy."""
+    """wrk against each target in turn, after a warm-up; the round with the
+    median ratio of the two named targets' rates (see `interleave`)."""
     for url, key in targets.values():
         wrk(url, 2, 32, key)  # warm-up: pools, caches, first-call paths
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-    for _ in range(rounds):
-        for name, (url, key) in targets.items():
-            runs[name].append(wrk(url, seconds, 32, key))
-    return {
-        name: sorted(results, key=lambda r: r["req_per_s"])[len(results) // 2]
-        for name, results in runs.items()
+    measures = {
+        name: functools.partial(wrk, url, seconds, 32, key) for name, (url, key) in targets.items()
     }
+    top, bottom = ratio_of
+    return interleave(
+        measures, rounds, score=lambda run: run[top]["req_per_s"] / run[bottom]["req_per_s"]
+    )
 
 
 def api_submit(bench: Bench) -> dict[str, float]:
@@ -60,6 +62,7 @@ def api_submit(bench: Bench) -> dict[str, float]:
             },
             rounds,
             seconds,
+            ratio_of=("ours", "baseline"),
         )
     finally:
         baseline.stop()
@@ -104,7 +107,7 @@ def tracing_overhead(bench: Bench) -> dict[str, float]:
             key = stack.create_key("bench")
             stack.start_api(**env)
             targets[mode] = (f"{stack.api_url}/v1/jobs", key)
-        measured = _interleaved(targets, rounds, seconds)
+        measured = _interleaved(targets, rounds, seconds, ratio_of=("on", "off"))
     finally:
         for stack in stacks:
             stack.stop()

@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
+from conveyor.worker.app import CELERY_PER_TASK_LOGGERS
 from tests.conftest import new_stack
 from tests.support.jobs import submit, wait_terminal
 from tests.support.processes import PROCFILE, ROOT, Stack, base_env, wait_until
@@ -274,11 +275,8 @@ def test_api_and_worker_log_lines_carry_the_trace_id(
     worker_lines = [line for line in json_lines(worker.output()) if line.get("job_id") == job_id]
     messages = {line["message"] for line in worker_lines}
     assert {"job started", "job finished"} <= messages, messages
-    # Celery's own lines about the task carry the job id too: the main process's
-    # "received" (no trace there: the run span starts in the child) and the child's outcome.
-    loggers = {line["logger"] for line in worker_lines}
-    assert {"celery.worker.strategy", "celery.app.trace"} <= loggers, loggers
-    worker_lines = [line for line in worker_lines if line["logger"] != "celery.worker.strategy"]
+    # At INFO, Celery's per-task lines ("received", "succeeded in") give way to ours.
+    assert not {line["logger"] for line in worker_lines} & set(CELERY_PER_TASK_LOGGERS)
     for line in worker_lines:
         assert line["trace_id"] == traced_job.trace_id, line
         assert len(line["span_id"]) == 16

@@ -52,6 +52,7 @@ from opentelemetry.util.types import Attributes
 from sqlalchemy import Engine
 
 import conveyor.common
+from conveyor.common.trace_context import carry_trace_context
 
 # Every task message carries its publish time (epoch seconds): the worker's
 # queue-wait histogram is claim time minus this (or minus the ETA, if later).
@@ -222,9 +223,8 @@ def configure_tracing(default_service_name: str) -> bool:
             return False
         names = _exporter_names()
         if not names:
-            # The no-op tracer continues whatever context is current, so the
-            # publish and run hooks still pass trace ids along.
-            _instrument_celery(None)
+            # No spans: the publish and run hooks only pass trace ids along.
+            carry_trace_context()
             _state = _State(os.getpid(), None, propagating=True)
             return False
         provider = TracerProvider(
@@ -313,7 +313,7 @@ def _add_published_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
         headers.setdefault(PUBLISHED_AT_HEADER, round(time.time(), 6))
 
 
-def _instrument_celery(provider: TracerProvider | None) -> None:
+def _instrument_celery(provider: TracerProvider) -> None:
     from opentelemetry.metrics import NoOpMeterProvider
 
     _CeleryInstrumentor().instrument(tracer_provider=provider, meter_provider=NoOpMeterProvider())

@@ -9,16 +9,15 @@ import socket
 # unbounded warm shutdown. Billiard reads this at import, so set it first.
 os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
 
-from conveyor.common.logging import configure_logging
 from conveyor.common.settings import load_settings
 from conveyor.common.tasks import JOBS_QUEUE
-from conveyor.worker.app import create_celery_app, release_node_jobs
+from conveyor.worker.app import configure_worker_logging, create_celery_app, release_node_jobs
 from conveyor.worker.settings import WorkerSettings
 
 
 def main() -> None:
     settings = load_settings(WorkerSettings)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_worker_logging(settings)
     app = create_celery_app(settings)
     # Unique per process, so several workers on one host never share a name.
     nodename = f"worker-{os.getpid()}@{socket.gethostname()}"
