@@ -8,7 +8,10 @@ reads, listing and cancelling stay on SQLAlchemy (see deps.SessionDep).
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -39,6 +42,50 @@ async def _setup_codecs(conn: asyncpg.Connection) -> None:
         )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _remembers_failure(
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except BaseException:
+            args[0].failed = True  # type: ignore[attr-defined]
+            raise
+
+    return run
+
+
+class TrackedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that remembers a statement which failed or was cut off.
+
+    asyncpg's default reset on release is a round trip (unlisten, unlock,
+    RESET ALL) for session state this API never creates: about a tenth of a
+    submit's cost. It is still what a connection needs after an error or a
+    cancelled statement (a database outage, a client gone mid-request), when
+    it may hold an aborted transaction or a half-read reply; the full reset
+    then either cleans it or fails, and the pool drops it.
+    """
+
+    __slots__ = ("failed",)
+
+    execute = _remembers_failure(asyncpg.Connection.execute)
+    fetch = _remembers_failure(asyncpg.Connection.fetch)
+    fetchrow = _remembers_failure(asyncpg.Connection.fetchrow)
+    fetchval = _remembers_failure(asyncpg.Connection.fetchval)
+
+
+async def _reset_after_failure(conn: asyncpg.Connection) -> None:
+    # The pool has already rolled back an open transaction (Connection._reset).
+    if getattr(conn, "failed", False):
+        conn.failed = False
+        await conn.reset()
+
+
 def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
     """Connects lazily (min_size 0): the API boots, and /readyz says 503, while
     Postgres is down. `await pool` (done at startup) opens no connection."""
@@ -50,6 +97,8 @@ def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
         max_size=settings.db_pool_size,
         max_inactive_connection_lifetime=300,
         init=_setup_codecs,
+        connection_class=TrackedConnection,
+        reset=_reset_after_failure,
         timeout=5,  # connect
         command_timeout=30,
         **extra,
