@@ -36,15 +36,16 @@ def _wait_succeeded(database_url: str, total: int, timeout: float) -> float:
 def _jobs_per_s(bench: Bench, jobs: list[dict[str, object]], concurrency: int) -> float:
     """Enqueue everything first, then time one worker draining it."""
     stack = bench.stack()
-    key = stack.create_key("bench")
-    stack.start_api()
-    with stack.client(key) as client:
-        submit_batches(client, jobs)
-    worker = stack.start_worker(concurrency=concurrency)
-    ready = time.monotonic()
-    finished = _wait_succeeded(stack.database_url, len(jobs), timeout=600)
-    stack.stop()
-    worker.stop()
+    try:
+        key = stack.create_key("bench")
+        stack.start_api()
+        with stack.client(key) as client:
+            submit_batches(client, jobs)
+        stack.start_worker(concurrency=concurrency)
+        ready = time.monotonic()
+        finished = _wait_succeeded(stack.database_url, len(jobs), timeout=600)
+    finally:
+        stack.stop()  # the API and the worker, also when a step failed
     return len(jobs) / (finished - ready)
 
 
@@ -64,17 +65,18 @@ def _baseline_tasks_per_s(bench: Bench, total: int) -> float:
         stack.env(WORKER_CONCURRENCY="2"),
         bench.workdir / "logs",
     )
-    wait_until(lambda: "ready" in worker.output(), 30, what="baseline worker ready")
-    ready = time.monotonic()
-    wait_until(
-        lambda: broker.llen(JOBS_QUEUE) == 0 and broker.hlen("unacked") == 0,
-        600,
-        interval=POLL_S,
-        what="baseline tasks drained",
-    )
-    rate = total / (time.monotonic() - ready)
-    worker.stop()
-    return rate
+    try:
+        wait_until(lambda: "ready" in worker.output(), 30, what="baseline worker ready")
+        ready = time.monotonic()
+        wait_until(
+            lambda: broker.llen(JOBS_QUEUE) == 0 and broker.hlen("unacked") == 0,
+            600,
+            interval=POLL_S,
+            what="baseline tasks drained",
+        )
+        return total / (time.monotonic() - ready)
+    finally:
+        worker.stop()
 
 
 def _rounds(bench: Bench) -> int:
