@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from conveyor.api.pg import traced
 from conveyor.api.principal import Principal
 from conveyor.api.problems import Problem
 from conveyor.api.session import StateDep
-from conveyor.api.sql_tracing import traced
 from conveyor.api.state import AppState
 from conveyor.common.keys import secret_matches, split_key
 

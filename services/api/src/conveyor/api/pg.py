@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from conveyor.api.settings import ApiSettings
+from conveyor.common.sql_spans import sql_span, statement_attributes
 
 
 def asyncpg_dsn(settings: ApiSettings) -> tuple[str, int | None]:
@@ -103,3 +104,8 @@ def create_pg_pool(settings: ApiSettings) -> asyncpg.Pool:
         command_timeout=30,
         **extra,
     )
+
+
+def traced(name: str, statement: str) -> Any:
+    """A CLIENT span (when spans are exported) around one asyncpg statement."""
+    return sql_span("conveyor.api.sql", name, statement_attributes(statement))

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
-from opentelemetry import trace
 from psycopg import pq
 from sqlalchemy.engine import make_url
 
-from conveyor.common.telemetry import exporting_spans
+from conveyor.common.sql_spans import sql_span
 
 _IDLE = pq.TransactionStatus.IDLE
 
@@ -40,6 +37,7 @@ class Connections:
             "net.peer.name": url.host or "",
             "net.peer.port": url.port or 5432,
         }
+        self._described: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def execute(self, sql: str, params: dict[str, Any]) -> tuple[int, tuple[Any, ...] | None]:
         """Run one statement as its own transaction: (rowcount, first row or None).
@@ -87,14 +85,11 @@ class Connections:
         return conn
 
     def _span(self, sql: str) -> Any:
-        if not exporting_spans():
-            return nullcontext()
-        return self._client_span(sql)
-
-    @contextmanager
-    def _client_span(self, sql: str) -> Iterator[None]:
-        tracer = trace.get_tracer("conveyor.worker.pg")
-        name = f"{sql.split(None, 1)[0]} {self._span_attributes['db.name']}"
-        attributes = {**self._span_attributes, "db.statement": sql}
-        with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes):
-            yield
+        described = self._described.get(sql)
+        if described is None:  # the statements are fixed text: describe each once
+            name = f"{sql.split(None, 1)[0]} {self._span_attributes['db.name']}"
+            described = self._described[sql] = (
+                name,
+                {**self._span_attributes, "db.statement": sql},
+            )
+        return sql_span("conveyor.worker.pg", *described)

@@ -21,9 +21,9 @@ from typing import Any
 import asyncpg
 
 from conveyor.api.jobs.schemas import JobCreate
+from conveyor.api.pg import traced
 from conveyor.api.principal import Principal
 from conveyor.api.problems import Problem
-from conveyor.api.sql_tracing import traced
 
 # RETURNING and SELECT list every column JobOut shows.
 _INSERT = """

@@ -1,10 +1,13 @@
-"""Client spans for the SQL the API sends with asyncpg (pg.py), named and
-attributed like the SQLAlchemy instrumentation's spans for the other routes."""
+"""CLIENT spans for the SQL sent without SQLAlchemy: the API's asyncpg hot path
+and the worker's psycopg statements. Named and attributed like the SQLAlchemy
+instrumentation's spans for everything else, and created only when this process
+exports spans."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -17,26 +20,22 @@ _NOT_TRACED = contextlib.nullcontext()
 
 
 @functools.cache
-def _attributes(statement: str) -> dict[str, str]:
-    return {"db.system": "postgresql", "db.statement": " ".join(statement.split())}
-
-
-@functools.cache
-def _tracer(provider: trace.TracerProvider) -> trace.Tracer:
+def _tracer(provider: trace.TracerProvider, scope: str) -> trace.Tracer:
     # get_tracer builds a new Tracer (and its scope) on every call.
-    return provider.get_tracer("conveyor.api.sql")
+    return provider.get_tracer(scope)
 
 
 class _SqlSpan:
     """A plain context manager: the generator-based ones cost a visible share
     of a submit when every span is exported."""
 
-    def __init__(self, name: str, statement: str) -> None:
+    def __init__(self, scope: str, name: str, attributes: Mapping[str, Any]) -> None:
+        self.scope = scope
         self.name = name
-        self.attributes = _attributes(statement)
+        self.attributes = attributes
 
     def __enter__(self) -> None:
-        tracer = _tracer(trace.get_tracer_provider())
+        tracer = _tracer(trace.get_tracer_provider(), self.scope)
         self.span = tracer.start_span(
             self.name, kind=trace.SpanKind.CLIENT, attributes=self.attributes
         )
@@ -56,6 +55,12 @@ class _SqlSpan:
         self.span.end()
 
 
-def traced(name: str, statement: str) -> Any:
+def sql_span(scope: str, name: str, attributes: Mapping[str, Any]) -> Any:
     """A CLIENT span around one statement when spans are exported; else nothing."""
-    return _SqlSpan(name, statement) if exporting_spans() else _NOT_TRACED
+    return _SqlSpan(scope, name, attributes) if exporting_spans() else _NOT_TRACED
+
+
+@functools.cache
+def statement_attributes(statement: str) -> dict[str, str]:
+    """The attributes of a fixed statement, whitespace folded (computed once)."""
+    return {"db.system": "postgresql", "db.statement": " ".join(statement.split())}
