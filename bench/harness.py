@@ -35,7 +35,8 @@ class Bench:
         # Redis has 16 numbered databases; reuse 1-15 in turn, emptied first.
         self._redis_db = self._redis_db % 15 + 1
         redis_url = self.engines.redis(self._redis_db)
-        redis.Redis.from_url(redis_url).flushdb()
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()
         stack = Stack(
             database_url=self.engines.database(f"bench_{uuid.uuid4().hex[:8]}"),
             redis_url=redis_url,
