@@ -193,10 +193,11 @@ def _span_processors(names: list[str]) -> list[Any]:
     processors: list[Any] = []
     for name in names:
         if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from conveyor.common.span_export import SpanExporter
 
+            # Upstream's OTLP/HTTP exporter with a cheaper encoder (span_export.py).
             # Endpoint, headers, timeout, compression and OTEL_BSP_* come from the environment.
-            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+            processors.append(BatchSpanProcessor(SpanExporter()))
         elif name == "console":
             processors.append(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     return processors
