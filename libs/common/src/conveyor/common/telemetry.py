@@ -322,6 +322,7 @@ def _instrument_celery(provider: TracerProvider) -> None:
 
 @functools.cache
 def _make_celery_instrumentor() -> type:
+    from celery import current_app  # a proxy: imported once, not per publish
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
     class CeleryByNameInstrumentor(CeleryInstrumentor):
@@ -348,8 +349,6 @@ def _make_celery_instrumentor() -> type:
             super()._instrument(**kwargs)  # type: ignore[no-untyped-call]
 
         def _unregistered(self, kwargs: dict[str, Any]) -> str | None:
-            from celery import current_app
-
             sender = kwargs.get("sender")
             if not isinstance(sender, str):
                 return None
