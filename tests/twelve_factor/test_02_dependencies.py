@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-from pathlib import Path
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -70,9 +72,43 @@ def declared(package_dir: Path) -> set[str]:
 PENDING: dict[tuple[str, str], str] = {}
 
 
+@functools.cache
+def module_owners() -> dict[str, frozenset[str]]:
+    """Each importable package and module name (and every parent package) →
+    the distributions that install files there.
+
+    `packages_distributions()` knows top-level names only; for a namespace
+    package such as `opentelemetry`, shipped by a dozen distributions, that
+    would accept `opentelemetry.semconv` from any of them.
+    """
+    owners: defaultdict[str, set[str]] = defaultdict(set)
+    for dist in importlib.metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        for file in dist.files or ():
+            path = PurePosixPath(str(file))
+            if path.suffix not in (".py", ".pyi", ".so") or ".." in path.parts:
+                continue
+            parts = [*path.parts[:-1], path.name.split(".")[0]]
+            if parts[-1] == "__init__":
+                parts.pop()
+            for depth in range(1, len(parts) + 1):
+                owners[".".join(parts[:depth])].add(name)
+    return {module: frozenset(names) for module, names in owners.items()}
+
+
+def owners_of(module: str) -> frozenset[str]:
+    """The distributions that provide `module`, by its deepest known package."""
+    known = module_owners()
+    parts = module.split(".")
+    for depth in range(len(parts), 0, -1):
+        found = known.get(".".join(parts[:depth]))
+        if found:
+            return found
+    return frozenset()
+
+
 def import_problems(package: str, src: Path, declared_names: set[str]) -> list[str]:
     """Undeclared third-party imports and dependency-rule breaks under `src`."""
-    distributions = importlib.metadata.packages_distributions()
     problems = []
     for path in sorted(src.rglob("*.py")):
         where = path.relative_to(src.parent.parent) if src.parent.parent in path.parents else path
@@ -85,7 +121,7 @@ def import_problems(package: str, src: Path, declared_names: set[str]) -> list[s
                 if part not in ALLOWED_CONVEYOR[package]:
                     problems.append(f"{where}:{line} {package} imports {name} (dependency rule)")
                 continue
-            owners = {canonicalize_name(d) for d in distributions.get(top, [])}
+            owners = owners_of(name)
             if not owners:
                 problems.append(
                     f"{where}:{line} imports {name}, which no installed package provides"
@@ -115,12 +151,18 @@ def test_the_import_checker_flags_undeclared_imports_and_rule_breaks(tmp_path: P
     (src / "conveyor" / "common").mkdir(parents=True)
     (src / "conveyor" / "common" / "bad.py").write_text(
         "import json\nimport yaml\nfrom conveyor.api import app\nimport not_installed_anywhere\n"
+        # Installed (under a namespace that declared packages share), not declared.
+        "from opentelemetry.util.http import ExcludeList\nfrom opentelemetry import trace\n"
     )
     problems = import_problems("conveyor-common", src, declared(SRC_ROOTS["conveyor-common"]))
-    assert len(problems) == 3, problems
+    assert len(problems) == 4, problems
     assert "imports yaml (pyyaml), not declared in conveyor-common's pyproject.toml" in problems[0]
     assert "conveyor-common imports conveyor.api (dependency rule)" in problems[1]
     assert "no installed package provides" in problems[2]
+    assert problems[3].endswith(
+        "imports opentelemetry.util.http (opentelemetry-util-http),"
+        " not declared in conveyor-common's pyproject.toml"
+    )
     # api and worker never import each other.
     (src / "conveyor" / "common" / "bad.py").write_text("from conveyor.worker.app import x\n")
     assert import_problems("conveyor-api", src, set())[0].endswith(
