@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.exporter.otlp.proto.common._internal import (
     _encode_attributes,
@@ -52,7 +52,8 @@ _logger = logging.getLogger("opentelemetry.exporter.otlp.proto.http.trace_export
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UINT64 = 2**64 - 1
-_CACHE_LIMIT = 4096  # distinct attribute pairs kept; cleared when full
+_CACHE_LIMIT = 4096  # distinct attribute pairs (and span names) kept; cleared when full
+K = TypeVar("K")
 
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
@@ -113,6 +114,14 @@ def _messages(tag: bytes, messages: Sequence[Any] | None) -> bytes:
     return b"".join(_field(tag, m.SerializeToString()) for m in messages or ())
 
 
+def _remember(cache: dict[K, bytes], key: K, encoded: bytes) -> bytes:
+    """Keeps `encoded` under `key`, emptying the cache first when it is full."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = encoded
+    return encoded
+
+
 class _Canonical:
     """Maps each object to the first equal one seen, by identity first.
 
@@ -152,18 +161,12 @@ class SpanEncoder:
         if any_value is None:
             return _upstream_key_values(key, value)
         encoded = _field(_ATTRIBUTE, _field(_KEY, key.encode("utf-8")) + _field(_VALUE, any_value))
-        if len(self._attributes) >= _CACHE_LIMIT:
-            self._attributes.clear()
-        self._attributes[cache_key] = encoded
-        return encoded
+        return _remember(self._attributes, cache_key, encoded)
 
     def _name(self, name: str) -> bytes:
         encoded = self._names.get(name)
         if encoded is None:
-            encoded = _field(_NAME, name.encode("utf-8"))
-            if len(self._names) >= _CACHE_LIMIT:
-                self._names.clear()
-            self._names[name] = encoded
+            encoded = _remember(self._names, name, _field(_NAME, name.encode("utf-8")))
         return encoded
 
     def span(self, span: ReadableSpan) -> bytes:
