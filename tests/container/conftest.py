@@ -73,8 +73,8 @@ def docker_engine() -> str:
     if problem:
         pytest.fail(
             "The container tier needs a Docker engine, and none answers "
-            f"({DOCKER}: {problem}). Start one (on the CI machine: "
-            'eval "$(../shared/tools/sandbox-images)"), or deselect this tier '
+            f"({DOCKER}: {problem}). Start one (docs/develop/testing.md says how), "
+            'or deselect this tier '
             'explicitly with -m "not container".',
             pytrace=False,
         )

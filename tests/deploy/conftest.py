@@ -2,7 +2,7 @@
 
 These tests need `helm` on PATH and the `kubernetes-validate` package. Missing
 tools are a failure, not a skip: a chart that was never rendered must not pass.
-CI puts helm on PATH with `eval "$(../shared/tools/k8s-clients)"`.
+`make install` puts helm in .venv/bin, and `make test` puts that first on PATH.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Used by the chart tests and by anything else that needs the rendered objects
     api = find(manifests, "Deployment", "api")
     env = resolved_env(manifests, api)          # Secret and ConfigMap values filled in
 
-`helm` must be on PATH (`eval "$(../shared/tools/k8s-clients)"` puts it there).
+`helm` must be on PATH (`make install` puts it in .venv/bin, which `make test` puts first).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def helm_binary() -> str:
     if helm is None:
         raise RuntimeError(
             "helm is not on PATH; the chart tests need it. "
-            'Run: eval "$(../shared/tools/k8s-clients)" (from the repo root), then retry.'
+            "Run `make install` (it puts helm in .venv/bin), then `make test`."
         )
     return helm
 

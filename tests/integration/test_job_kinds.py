@@ -1,4 +1,5 @@
-"""Each kind runs to `succeeded` with exactly DESIGN.md's result, computed here independently."""
+"""Each kind runs to `succeeded` with exactly the result that docs/design.md
+("Job kinds") gives, computed here independently."""
 
 from __future__ import annotations
 

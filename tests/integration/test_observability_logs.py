@@ -87,7 +87,8 @@ def test_admin_processes_write_json_lines(logs_stack: Stack) -> None:
     assert created.returncode == 0, created.stderr
     assert created.stderr == ""
     *log_lines, key = created.stdout.splitlines()
-    # The key itself is the command's output (DESIGN.md: its last line), not a log event.
+    # The key itself is the command's output (docs/design.md, "Interfaces": its
+    # last line), not a log event.
     assert key.startswith("cvk_") and " " not in key
     events = parse_lines("\n".join(log_lines), "create_api_key")
     assert [e["message"] for e in events] == ["api key created"]

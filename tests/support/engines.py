@@ -1,6 +1,6 @@
 """Real Postgres and Redis for tests: from the environment, Docker, or embedded.
 
-Order (DESIGN.md): TEST_DATABASE_URL/TEST_REDIS_URL when set; otherwise
+Order (docs/design.md, "Backing services"): TEST_DATABASE_URL/TEST_REDIS_URL when set; otherwise
 testcontainers when a Docker engine answers; otherwise the embedded engines.
 CONVEYOR_TEST_ENGINES=env|docker|embedded forces a choice (and fails loudly if
 that choice cannot run). Never fakes.

@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 from tests.support.engines import ROOT
 from tests.twelve_factor.conftest import SRC_ROOTS
 
-# What each package may import of the others (DESIGN.md, "Dependency rule").
+# What each package may import of the others (docs/design.md, "Dependency rule").
 ALLOWED_CONVEYOR = {
     "conveyor-common": {"common"},
     "conveyor-api": {"common", "api"},

@@ -1,7 +1,7 @@
 """Job kinds and their parameter schemas: the contract between API and worker.
 
 The API validates with these models; the worker runs the matching handler.
-Limits follow DESIGN.md's table.
+Limits follow the table in docs/design.md, "Job kinds".
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ SQL and Redis calls made outside any request or task (readiness probes, lease
 renewals, the reconciler's scans) never start a trace of their own: a root span of
 kind CLIENT is dropped, whatever the configured sampler says.
 
-A Celery prefork child calls `configure_tracing` after the fork (DESIGN.md): the
+A Celery prefork child calls `configure_tracing` after the fork (docs/design.md, "Factories"): the
 parent never sets a tracer provider, so nothing is inherited across the fork.
 """
 
@@ -124,7 +124,7 @@ def tracing_config_errors() -> list[str]:
 
 
 def check_tracing_config() -> None:
-    """Stop the process, one line per bad variable, before any work (DESIGN.md).
+    """Stop the process, one line per bad variable, before any work (docs/design.md, "Interfaces").
 
     A Celery worker calls this in its main process, so that a bad variable does
     not make every prefork child die at birth instead.
@@ -244,7 +244,8 @@ def configure_tracing(default_service_name: str) -> bool:
 
 
 def _forget_after_fork() -> None:
-    # A forked child starts unconfigured (DESIGN.md: its own tracer after the fork).
+    # A forked child starts unconfigured: its own tracer after the fork
+    # (docs/design.md, "Factories").
     global _state
     _state = None
 

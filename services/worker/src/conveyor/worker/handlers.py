@@ -1,4 +1,4 @@
-"""The job kinds' implementations. Results follow DESIGN.md exactly."""
+"""The job kinds' implementations. Results follow docs/design.md, "Job kinds", exactly."""
 
 from __future__ import annotations
 

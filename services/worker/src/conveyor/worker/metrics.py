@@ -299,7 +299,7 @@ def install(app: Celery) -> None:
 
     @signals.worker_process_init.connect(weak=False)
     def _child_started(**_: Any) -> None:
-        # In each new child, after the fork: its own tracer (DESIGN.md).
+        # In each new child, after the fork: its own tracer (docs/design.md, "Factories").
         configure_tracing("conveyor-worker")
         worker_metrics().processes.set(1)
 
