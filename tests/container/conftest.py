@@ -74,7 +74,7 @@ def docker_engine() -> str:
         pytest.fail(
             "The container tier needs a Docker engine, and none answers "
             f"({DOCKER}: {problem}). Start one (docs/develop/testing.md says how), "
-            'or deselect this tier '
+            "or deselect this tier "
             'explicitly with -m "not container".',
             pytrace=False,
         )
