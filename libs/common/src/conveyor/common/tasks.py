@@ -11,11 +11,11 @@ from typing import Any
 
 from celery import Celery
 
-from conveyor.common.kinds import KINDS
+from conveyor.common.run_job_message import JOBS_QUEUE as JOBS_QUEUE
+from conveyor.common.run_job_message import RUN_JOB_TASK as RUN_JOB_TASK
+from conveyor.common.run_job_message import run_job_message
 from conveyor.common.settings import Settings
 
-RUN_JOB_TASK = "conveyor.run_job"
-JOBS_QUEUE = "conveyor.jobs"
 # Each worker process keeps `<prefix><nodename>` alive in Redis while it runs.
 WORKER_PRESENCE_PREFIX = "conveyor:worker:"
 WORKER_PRESENCE_TTL_S = 15
@@ -70,19 +70,13 @@ def publish_run_job(
     countdown: float | None = None,
     producer: Any = None,
 ) -> None:
-    """Send one `conveyor.run_job`. Blocking: call it off the event loop.
+    """Send one `conveyor.run_job` through kombu. Blocking: call it off the event loop.
 
+    The message is `run_job_message`'s, the one the API pushes itself; Celery's
+    publish signals fire as for `send_task` (tracing, the publish-time stamp).
     It fails fast rather than retrying: a job whose publish is lost stays
     `queued`, and the reconciler publishes it again.
     """
-    soft, hard = KINDS[kind].time_limits(params)
-    app.send_task(
-        RUN_JOB_TASK,
-        args=[str(job_id)],
-        queue=JOBS_QUEUE,
-        soft_time_limit=int(soft),
-        time_limit=int(hard),
-        countdown=countdown,
-        producer=producer,
-        retry=False,
-    )
+    message = run_job_message(app, job_id, kind, params, countdown=countdown)
+    with app.producer_or_acquire(producer) as pub:
+        app.amqp.send_task_message(pub, RUN_JOB_TASK, message, queue=JOBS_QUEUE, retry=False)

@@ -123,24 +123,41 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 # SQLSTATE classes that mean "the server cannot serve us right now", whatever
 # exception class the driver maps them to: 08 connection exception, 53
 # insufficient resources, 57 operator intervention ("the database system is
-# shutting down" / "is starting up" / "terminating connection").
+# shutting down" / "is starting up" / "terminating connection"). asyncpg gives
+# each SQLSTATE its own class (ConnectionDoesNotExistError is 08003,
+# CannotConnectNowError 57P03...), and SQLAlchemy's DBAPIError carries the
+# driver's code on `orig`.
 _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+# asyncpg's client-side errors: a pool or connection that is closed or closing
+# (InterfaceError), or a connection an outage cut off mid-statement, whose
+# protocol state is broken (the pool drops it). DataError is an InterfaceError
+# too, but it means an argument that would not encode: our bug, a 500.
+_ASYNCPG_CLIENT_DOWN: tuple[type[Exception], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+_ASYNCPG_CLIENT_BUGS: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.exceptions.OutdatedSchemaCacheError,
+)
+
+
+def _sqlstate_unavailable(sqlstate: object) -> bool:
+    return str(sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
 
 
 def _is_database_unavailable(exc: Exception) -> bool:
+    """By exception class (and the SQLSTATE each class stands for), never by message."""
     if isinstance(exc, asyncpg.PostgresError):  # the asyncpg pool's errors (pg.py)
-        return str(exc.sqlstate or "")[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-    if isinstance(exc, asyncpg.InterfaceError):
-        return "closed" in str(exc)  # connection or pool closed; others are our bugs
-    if isinstance(exc, asyncpg.exceptions.InternalClientError):
-        # A connection an outage cut off mid-statement; the pool drops it.
-        return "another operation" in str(exc)
+        return _sqlstate_unavailable(exc.sqlstate)
+    if isinstance(exc, _ASYNCPG_CLIENT_DOWN):
+        return not isinstance(exc, _ASYNCPG_CLIENT_BUGS)
     if isinstance(exc, sa_exc.DBAPIError):
-        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
         return (
             exc.connection_invalidated
             or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-            or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+            or _sqlstate_unavailable(getattr(exc.orig, "sqlstate", None))
         )
     return isinstance(exc, sa_exc.TimeoutError | OSError)
 

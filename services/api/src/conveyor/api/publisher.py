@@ -1,9 +1,10 @@
 """Publishing `conveyor.run_job` from the event loop, straight onto the broker.
 
-Celery builds the task message (`create_task_message`, protocol 2) and fires its
-publish signals, so tracing and the publish-time stamp work as for `send_task`;
-the message then goes out with `LPUSH` on redis.asyncio, which is all kombu's
-Redis transport does for a direct queue; messages of concurrent requests share
+The message is conveyor.common.run_job_message's, the one the worker's retries
+and the reconciler send through kombu. Celery's publish signals fire here, so
+tracing and the publish-time stamp work as for `send_task`; the message then
+goes out with `LPUSH` on redis.asyncio, which is all kombu's Redis transport
+does for a direct queue; messages of concurrent requests share
 one LPUSH (see `_flush`). Sending through kombu meant a thread
 hop and a blocking client per publish, which cost more than the rest of a
 submit together (bench: ~190 submits/s through kombu on threads).
@@ -15,11 +16,8 @@ runs them on a real worker.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextvars
 import json
-import os
-import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -29,15 +27,17 @@ import redis.asyncio as aioredis
 from celery import Celery, signals
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from conveyor.common.kinds import KINDS
 from conveyor.common.logging import get_logger
-from conveyor.common.tasks import JOBS_QUEUE, RUN_JOB_TASK
+from conveyor.common.run_job_message import (
+    JOBS_QUEUE,
+    RUN_JOB_TASK,
+    redis_envelope,
+    run_job_message,
+)
 
 log = get_logger(__name__)
 
 JobRef = tuple[uuid.UUID, str, dict[str, Any]]
-# kombu's Redis transport: a direct queue at priority 0 is the list named after it.
-_DELIVERY_INFO = {"exchange": "", "routing_key": JOBS_QUEUE}
 _CHUNK = 1000  # messages per LPUSH
 
 
@@ -54,60 +54,28 @@ class JobPublisher:
         self._skip_until = 0.0
         self._pending: list[tuple[list[str], asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._origin = f"{os.getpid()}@{socket.gethostname()}"
 
     def _build(
-        self, job_id: uuid.UUID, soft: float, hard: float
+        self, job_id: uuid.UUID, kind: str, params: dict[str, Any]
     ) -> tuple[dict[str, Any], tuple[Any, ...]]:
-        task_id = str(uuid.uuid4())
-        args = [str(job_id)]
-        headers, properties, body, _ = self.celery.amqp.create_task_message(
-            task_id,
-            RUN_JOB_TASK,
-            args,
-            {},
-            argsrepr=repr(args),  # what Celery's saferepr would give, cheaper
-            kwargsrepr="{}",
-            reply_to=self.celery.thread_oid,
-            time_limit=int(hard),
-            soft_time_limit=int(soft),
-            origin=self._origin,
-            ignore_result=None,
-        )
+        message = run_job_message(self.celery, job_id, kind, params)
         # Tracing injects `traceparent` here, telemetry stamps the publish time.
         signals.before_task_publish.send(
             sender=RUN_JOB_TASK,
-            body=body,
+            body=message.body,
             exchange="",
             routing_key=JOBS_QUEUE,
             declare=[],
-            headers=headers,
-            properties=properties,
+            headers=message.headers,
+            properties=message.properties,
             retry_policy={},
         )
-        message = {
-            "body": base64.b64encode(json.dumps(body).encode()).decode(),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": headers,
-            "properties": {
-                **properties,
-                "delivery_mode": 2,
-                "delivery_info": _DELIVERY_INFO,
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        }
-        return message, body
+        return redis_envelope(message), message.body
 
     async def _send(self, jobs: Sequence[JobRef]) -> int:
         if not jobs or time.monotonic() < self._skip_until:
             return 0
-        built = []
-        for job_id, kind, params in jobs:
-            soft, hard = KINDS[kind].time_limits(params)
-            built.append(self._build(job_id, soft, hard))
+        built = [self._build(job_id, kind, params) for job_id, kind, params in jobs]
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append(([json.dumps(message) for message, _ in built], done))
         if self._flusher is None or self._flusher.done():
