@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling
+.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lock      regenerate requirements/*.txt from the pyproject files"
 	@echo "make loadtest  Locust against the running stack (second terminal)"
 	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
+	@echo "make docs      serve the docs site (MkDocs) at http://127.0.0.1:8001"
 
 install: $(VENV)/.installed
 
@@ -58,6 +59,10 @@ bench: install
 
 bench-smoke: install
 	$(BIN)/python -m bench.run --smoke --out bench/out/smoke.json
+
+# The docs site with live reload; make test builds it with --strict.
+docs: install
+	$(BIN)/mkdocs serve
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,63 @@
+"""The docs people read: the site builds with --strict (so a broken link or
+anchor fails), and the README stays short with every relative link resolving."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+MAX_README_LINES = 250
+# [text](target) and ![alt](target); an optional "title" after the target.
+MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def test_docs_site_builds_strict(tmp_path: Path) -> None:
+    mkdocs = Path(sys.executable).parent / "mkdocs"
+    done = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # Material prints a banner about MkDocs 2.0 on every build otherwise.
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    assert (tmp_path / "site" / "design" / "index.html").is_file()
+
+
+def test_readme_is_short() -> None:
+    lines = len(README.read_text().splitlines())
+    assert lines <= MAX_README_LINES, (
+        f"README.md has {lines} lines (at most {MAX_README_LINES}): move detail into docs/"
+    )
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Link targets outside code blocks that point into the repository."""
+    text = FENCE.sub("", markdown)
+    targets = [m.group(1) for m in MARKDOWN_LINK.finditer(text)]
+    return [t for t in targets if not urlsplit(t).scheme and not t.startswith(("#", "//"))]
+
+
+def test_readme_relative_links_point_to_existing_files() -> None:
+    links = relative_links(README.read_text())
+    assert links, "README.md links to no docs page"
+    missing = [link for link in links if not (ROOT / unquote(urlsplit(link).path)).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_relative_links_finds_links_and_skips_code_and_urls() -> None:
+    sample = (
+        "See [a](docs/a.md), ![b](docs/img/b.png) and [c](docs/c.md#part).\n"
+        "[web](https://example.com/x.md) [anchor](#top)\n"
+        "```bash\n[not a link](nowhere.md)\n```\n"
+    )
+    assert relative_links(sample) == ["docs/a.md", "docs/img/b.png", "docs/c.md#part"]
