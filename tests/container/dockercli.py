@@ -1,7 +1,7 @@
 """A thin wrapper over the docker CLI for the container tier.
 
 The CLI (not the Python SDK) is used on purpose: the tests then run exactly the
-commands the README gives users. Debian's client (/usr/bin/docker) is preferred
+commands docs/deploy/containers.md gives users. Debian's client (/usr/bin/docker) is preferred
 when present: it builds with BuildKit through DOCKER_BUILDKIT=1 without buildx,
 which the newer client first on PATH here would need. $DOCKER_CLI overrides.
 """

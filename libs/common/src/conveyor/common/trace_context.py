@@ -1,7 +1,7 @@
 """Trace context carried through Celery messages when no span is exported.
 
 With no exporter there is nothing to record, but the API's and the worker's log
-lines for one job must still share a trace id (README, Observability). These
+lines for one job must still share a trace id (docs/operate/observability.md). These
 hooks do only that carrying: the publisher's current W3C context goes into the
 message headers, and the task runs with it attached, so `trace_id`/`span_id` in
 the worker's lines are the publisher's. OpenTelemetry's Celery instrumentation

@@ -27,7 +27,7 @@ def asyncpg_dsn(settings: ApiSettings) -> tuple[str, int | None]:
     are, but only under the plain scheme; it would send any other parameter to
     the server as a setting. `prepared_statement_cache_size` is SQLAlchemy's
     name for the cache PgBouncer's transaction pooling needs off
-    (docs/capacity.md), so both pools honour it.
+    (docs/operate/capacity.md), so both pools honour it.
     """
     parts = urlsplit(settings.database_url.get_secret_value())
     query = dict(parse_qsl(parts.query))

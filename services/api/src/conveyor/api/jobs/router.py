@@ -73,7 +73,7 @@ async def submit_job(
     else:
         headers["Idempotent-Replayed"] = "true"
     # Rendered here in one pydantic call; returning the model would have FastAPI
-    # validate it a second time (the hottest route; see docs/capacity.md).
+    # validate it a second time (the hottest route; see docs/operate/capacity.md).
     return Response(
         JobOut.model_validate(dict(job)).model_dump_json(),
         status_code=status.HTTP_202_ACCEPTED,
