@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from bench.harness import ROOT, Bench, bench_engines, submit_batches
+from bench.harness import ROOT, Bench, bench_engines, stop_on_signals, submit_batches
 from tests.support.processes import Proc
 
 OUT = ROOT / "demo"
@@ -70,40 +71,49 @@ def local_demo(smoke: bool) -> list[Step]:
     steps: list[Step] = []
     cores = os.cpu_count() or 2
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
-    with bench_engines(workdir) as engines:
-        bench = Bench(engines, workdir, smoke)
-        stack = bench.stack()
-        key = stack.create_key("demo")
-        stack.start_api()
-        stack.start_scheduler()
-        with stack.client(key) as client:
-            iterations = 20_000 if smoke else 200_000
-            count = 6 if smoke else 40
-            for processes in sorted({1, 2, min(cores, 4)}):
-                workers: list[Proc] = [stack.start_worker(concurrency=1) for _ in range(processes)]
-                step = Step("cpu", f"{processes} worker process(es)", processes, count)
-                run_step(
-                    client,
-                    step,
-                    [
-                        {
-                            "kind": "hash",
-                            "params": {"data": f"{processes}-{n}", "iterations": iterations},
-                        }
-                        for n in range(count)
-                    ],
-                )
-                steps.append(step)
-                for worker in workers:
-                    worker.stop()
-            for concurrency in (1, 8) if smoke else (1, 4, 16, 32):
-                worker = stack.start_worker(concurrency=concurrency)
-                jobs = (3 if smoke else 10) * concurrency
-                step = Step("io", f"concurrency {concurrency}", concurrency, jobs)
-                run_step(client, step, [{"kind": "sleep", "params": {"ms": 200}}] * jobs)
-                steps.append(step)
-                worker.stop()
-        stack.stop()
+    try:
+        with bench_engines(workdir) as engines:
+            stack = Bench(engines, workdir, smoke).stack()
+            try:
+                key = stack.create_key("demo")
+                stack.start_api()
+                stack.start_scheduler()
+                with stack.client(key) as client:
+                    iterations = 20_000 if smoke else 200_000
+                    count = 6 if smoke else 40
+                    for processes in sorted({1, 2, min(cores, 4)}):
+                        workers: list[Proc] = [
+                            stack.start_worker(concurrency=1) for _ in range(processes)
+                        ]
+                        step = Step("cpu", f"{processes} worker process(es)", processes, count)
+                        run_step(
+                            client,
+                            step,
+                            [
+                                {
+                                    "kind": "hash",
+                                    "params": {
+                                        "data": f"{processes}-{n}",
+                                        "iterations": iterations,
+                                    },
+                                }
+                                for n in range(count)
+                            ],
+                        )
+                        steps.append(step)
+                        for worker in workers:
+                            worker.stop()
+                    for concurrency in (1, 8) if smoke else (1, 4, 16, 32):
+                        worker = stack.start_worker(concurrency=concurrency)
+                        jobs = (3 if smoke else 10) * concurrency
+                        step = Step("io", f"concurrency {concurrency}", concurrency, jobs)
+                        run_step(client, step, [{"kind": "sleep", "params": {"ms": 200}}] * jobs)
+                        steps.append(step)
+                        worker.stop()
+            finally:
+                stack.stop()  # workers, scheduler and API, also on Ctrl-C or SIGTERM
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return steps
 
 
@@ -170,6 +180,7 @@ def write_outputs(steps: list[Step], out: Path) -> None:
 
 
 def main() -> None:
+    stop_on_signals()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

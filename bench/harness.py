@@ -16,7 +16,7 @@ from typing import TypeVar
 import httpx
 import redis
 
-from tests.support.engines import Engines, embedded_engines
+from tests.support.engines import Engines, embedded_engines, stop_on_signals
 from tests.support.processes import Stack, spawn, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,4 +126,4 @@ def wrk(url: str, seconds: int, connections: int, key: str | None) -> dict[str, 
     return {"req_per_s": rate, "p50_ms": pct("50"), "p99_ms": pct("99")}
 
 
-__all__ = ["Bench", "spawn", "wait_until"]
+__all__ = ["Bench", "spawn", "stop_on_signals", "wait_until"]

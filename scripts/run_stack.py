@@ -19,10 +19,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from lifecycle import dies_with_parent, ignore_stop_signals, stop_on_signals
 from local_engines import LocalPostgres, LocalRedis
 from procfile import ROOT, read_procfile
 
@@ -74,10 +74,17 @@ def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
         f"[supervisorctl]\nserverurl=unix://{RUN / 'supervisor.sock'}\n",
     ]
     for name, count in (("web", 1), ("worker", workers), ("scheduler", 1)):
-        # Each worker process serves its metrics on its own port: 9800, 9801, ...
-        extra = 'environment=METRICS_PORT="98%(process_num)02d"\n' if name == "worker" else ""
+        # Each worker process serves its metrics on its own port (9800, 9801, ...)
+        # and beats its own heartbeat file, inside .data/ rather than a shared /tmp.
+        extra = (
+            'environment=METRICS_PORT="98%(process_num)02d",'
+            f'HEARTBEAT_FILE="{RUN}/worker-%(process_num)d.heartbeat"\n'
+            if name == "worker"
+            else ""
+        )
+        command = shlex.join(dies_with_parent(shlex.split(procs[name])))
         sections.append(
-            f"[program:{name}]\ncommand={procs[name]}\ndirectory={ROOT}\n{extra}"
+            f"[program:{name}]\ncommand={command}\ndirectory={ROOT}\n{extra}"
             f"numprocs={count}\nprocess_name=%(program_name)s-%(process_num)d\n"
             "autorestart=true\nstartsecs=1\nstartretries=100\n"
             f"stopsignal=TERM\nstopwaitsecs={stopwait}\nstopasgroup=true\nkillasgroup=true\n"
@@ -121,14 +128,8 @@ def main() -> None:
 
     engines: list[LocalPostgres | LocalRedis] = []
     supervisor: subprocess.Popen[bytes] | None = None
-    stopping = False
-
-    def on_signal(signum: int, _: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C, SIGTERM or SIGHUP at any moment, starting up included, ends up in `finally`.
+    stop_on_signals()
     try:
         if not env.get("DATABASE_URL"):
             pg = LocalPostgres(DATA / "postgres", _int_env("EMBEDDED_POSTGRES_PORT", 54329))
@@ -152,7 +153,7 @@ def main() -> None:
         conf.write_text(supervisord_conf(procs, workers, stopwait))
         # Its own session: Ctrl-C reaches only us, and we stop it in order.
         supervisor = subprocess.Popen(
-            [str(VENV_BIN / "supervisord"), "-c", str(conf)],
+            dies_with_parent([str(VENV_BIN / "supervisord"), "-c", str(conf)]),
             cwd=ROOT,
             env=env,
             start_new_session=True,
@@ -168,11 +169,13 @@ def main() -> None:
             f"{workers} worker(s); `{VENV_BIN / 'supervisorctl'} -c {conf} status` lists them; "
             "Ctrl-C stops everything"
         )
-        while not stopping and supervisor.poll() is None:
+        while supervisor.poll() is None:
             time.sleep(0.2)
-        if supervisor.poll() is not None and not stopping:
-            fail("supervisord exited unexpectedly")
+        fail("supervisord exited unexpectedly")
+    except KeyboardInterrupt:
+        pass  # the signal that stops us; `finally` does the stopping
     finally:
+        ignore_stop_signals()
         if supervisor is not None and supervisor.poll() is None:
             say("stopping processes")
             supervisor.terminate()

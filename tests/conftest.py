@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.engines import Engines, provide_engines
+from tests.support.engines import Engines, provide_engines, stop_on_signals
 from tests.support.processes import Stack
 
 # Redis db 0 is left alone; 1..15 are handed out in turn and flushed on reuse.
 # Stacks are module-scoped, so far fewer than 15 are ever alive at once.
 _redis_dbs = itertools.cycle(range(1, 16))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `make test` stopped with SIGTERM tears down like Ctrl-C: every fixture's
+    # `finally` runs, so no stack, engine or container outlives the run.
+    stop_on_signals()
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from lifecycle import dies_with_parent, stop_on_signals  # noqa: E402
 from local_engines import LocalPostgres, LocalRedis, free_port  # noqa: E402
 
 
@@ -44,6 +45,16 @@ class Engines:
     def redis(self, db: int) -> str:
         parts = urlsplit(self.redis_url)
         return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+__all__ = [
+    "Engines",
+    "dies_with_parent",
+    "embedded_engines",
+    "free_port",
+    "provide_engines",
+    "stop_on_signals",
+]
 
 
 def docker_answers() -> bool:

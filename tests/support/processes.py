@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.engines import ROOT, free_port
+from tests.support.engines import ROOT, dies_with_parent, free_port
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import contextlib
@@ -90,12 +90,13 @@ def spawn(name: str, command: str, env: dict[str, str], log_dir: Path) -> Proc:
     log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
     with log_path.open("wb") as out:
         popen = subprocess.Popen(
-            shlex.split(command),
+            # Its own group, so a test can kill it whole; SIGTERM if pytest dies outright.
+            dies_with_parent(shlex.split(command)),
             cwd=ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group, so a test can kill it whole
+            start_new_session=True,
         )
     return Proc(name, popen, log_path, env)
 
