@@ -15,8 +15,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
+from conveyor.common.settings import Settings
+from conveyor.common.tasks import make_celery_client, publish_run_job
 from conveyor.worker.app import CELERY_PER_TASK_LOGGERS
 from tests.conftest import new_stack
 from tests.support.engines import free_port
@@ -25,6 +29,8 @@ from tests.support.processes import PROCFILE, Proc, Stack, run_admin, spawn, wai
 
 REQUIRED = ("timestamp", "level", "logger", "message")
 LEVELS = {"debug", "info", "warning", "error", "critical"}
+# Params the API would refuse (strict: "10" is not an int); see store_unreadable_job.
+UNREADABLE_PARAMS = {"data": "x", "iterations": "10"}
 
 
 def parse_lines(text: str, where: str) -> list[dict[str, Any]]:
@@ -58,9 +64,31 @@ def logs_stack(engines, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no
         stack.stop()
 
 
+def store_unreadable_job(stack: Stack, like_job_id: str) -> str:
+    """A queued `hash` job whose stored params the worker's model rejects ("10"
+    is not an int), as a row written by hand or by an older release would be;
+    the API never accepts such params, so it goes in by SQL and is published
+    like the API publishes. Running it raises inside the handler's try, and the
+    worker logs that with its traceback."""
+    job_id = uuid.uuid4()
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts)"
+            " SELECT %s, tenant_id, 'hash', %s, 'queued', 0, 1 FROM jobs WHERE id = %s",
+            (job_id, Jsonb(UNREADABLE_PARAMS), like_job_id),
+        )
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    app = make_celery_client(settings, "unreadable-job")
+    try:
+        publish_run_job(app, job_id, "hash", UNREADABLE_PARAMS)
+    finally:
+        app.close()
+    return str(job_id)
+
+
 @pytest.fixture(scope="module")
 def workload(logs_stack: Stack) -> dict[str, Any]:
-    """Jobs that succeed, retry and fail (with a traceback), and a 404."""
+    """Jobs that succeed, retry, fail, and raise (logged with a traceback), and a 404."""
     request_id = f"req-{uuid.uuid4().hex[:12]}"
     with logs_stack.client(logs_stack.create_key("logs")) as client:
         job = client.post(
@@ -71,9 +99,13 @@ def workload(logs_stack: Stack) -> dict[str, Any]:
         ids = [job["id"]]
         ids.append(submit(client, "fail", {"rate": 1, "seed": 1}, max_attempts=2)["id"])
         ids.append(submit(client, "hash", {"data": "x", "iterations": 10})["id"])
+        raising = store_unreadable_job(logs_stack, job["id"])
+        ids.append(raising)
         assert client.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
         jobs = wait_all_terminal(client, ids, timeout=60)
-    return {"job": jobs[job["id"]], "request_id": request_id, "jobs": jobs}
+    assert jobs[raising]["status"] == "failed", jobs[raising]
+    assert jobs[raising]["error"].startswith("ValidationError"), jobs[raising]
+    return {"job": jobs[job["id"]], "request_id": request_id, "jobs": jobs, "raising": raising}
 
 
 def test_admin_processes_write_json_lines(logs_stack: Stack) -> None:
@@ -197,10 +229,27 @@ def test_every_line_of_every_long_running_process_is_json(
     assert "uvicorn.access" not in loggers["web"]  # replaced by conveyor.api.access
 
     worker = outputs["worker"]
-    # The failing job's traceback is inside its JSON line, not spilled as raw text.
-    tracebacks = [e for e in worker if "exception" in e]
-    assert all("Traceback" in e["exception"] for e in tracebacks)
     retried = [e for e in worker if e.get("status") == "queued"]
     assert retried and all(e["job_id"] for e in retried)
     # uvicorn's ANSI-coloured duplicate of each message is dropped.
     assert not any("color_message" in e for e in outputs["web"])
+
+
+def test_a_logged_traceback_stays_inside_its_json_line(
+    logs_stack: Stack, workload: dict[str, Any]
+) -> None:
+    # parse_lines fails on any line that is not JSON: a traceback spilled as raw
+    # text ("Traceback (most recent call last):", "  File ...") would be such lines.
+    worker = parse_lines(_output_of(logs_stack, "worker"), "worker")
+    tracebacks = [e for e in worker if "exception" in e]
+    assert tracebacks, "the worker logged no traceback: this check would prove nothing"
+    for event in tracebacks:
+        assert event["exception"].startswith("Traceback (most recent call last):"), event
+    raised = [e for e in tracebacks if e.get("job_id") == workload["raising"]]
+    assert [e["message"] for e in raised] == ["job raised; not retrying"], raised
+    [event] = raised
+    assert event["level"] == "error"
+    frames = event["exception"].splitlines()
+    assert len(frames) >= 4, frames  # multi-line: header, frames, the error itself
+    assert any(line.startswith('  File "') for line in frames), frames
+    assert "ValidationError" in event["exception"] and "iterations" in event["exception"]
