@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import new_stack
+from tests.support.engines import Engines
 from tests.support.jobs import submit, wait_terminal
-from tests.support.processes import Stack
+from tests.support.processes import PROCFILE, Stack
 
 
 def sha256_rounds(data: str, iterations: int) -> str:
@@ -81,3 +84,31 @@ def test_fail_kind_recovers_after_transient_failures(client) -> None:  # type: i
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2
     assert done["result"] == {"succeeded_on_attempt": 2}
+
+
+def test_a_kind_added_by_one_registry_entry_runs_end_to_end(
+    engines: Engines, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API and a worker started with tests/support/echo_kind.py's entry (and
+    no other change) accept, document and run the new kind."""
+    for process in ("web", "worker"):
+        monkeypatch.setitem(PROCFILE, process, f"python -m tests.support.echo_kind {process}")
+    stack = new_stack(engines, tmp_path)
+    try:
+        stack.start_api()
+        stack.start_worker(concurrency=1)
+        with stack.client(stack.create_key(f"echo-{uuid.uuid4().hex[:6]}")) as client:
+            spec = client.get("/openapi.json").json()
+            assert "EchoJobCreate" in spec["components"]["schemas"]
+            job = submit(client, "echo", {"text": "ab", "times": 3})
+            done = wait_terminal(client, job["id"])
+            assert done["status"] == "succeeded", done
+            assert done["result"] == {"echo": "ababab", "attempt": 1}
+            assert [j["id"] for j in client.get("/v1/jobs?kind=echo").json()["items"]] == [
+                job["id"]
+            ]
+            refused = client.post("/v1/jobs", json={"kind": "echo", "params": {"text": 5}})
+            assert refused.status_code == 422
+            assert refused.json()["errors"][0]["field"] == "params.text"
+    finally:
+        stack.stop()

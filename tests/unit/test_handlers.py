@@ -56,8 +56,12 @@ def test_fail_is_deterministic_per_seed_and_attempt() -> None:
 
 
 def test_every_kind_has_a_handler_and_sane_time_limits() -> None:
-    from conveyor.worker.handlers import HANDLERS
+    from conveyor.worker import handlers
 
-    assert set(KINDS) == set(HANDLERS) == {"sleep", "hash", "primes", "fail"}
+    resolved = handlers.resolve_handlers(KINDS.values())
+    assert set(KINDS) == set(resolved) == {"sleep", "hash", "primes", "fail"}
+    assert resolved["hash"] is handlers.run_hash
     soft, hard = KINDS["sleep"].time_limits({"ms": 60_000})
     assert 60 < soft < hard
+    assert KINDS["sleep"].time_limits({"ms": 0}) == (25, 30)
+    assert KINDS["hash"].time_limits({"iterations": 1}) == (295, 300)

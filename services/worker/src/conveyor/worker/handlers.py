@@ -1,15 +1,20 @@
-"""The job kinds' implementations. Results follow docs/design.md, "Job kinds", exactly."""
+"""The job kinds' implementations. Results follow docs/design.md, "Job kinds", exactly.
+
+Each kind's registry entry (conveyor.common.kinds) names its handler here as
+`module:function`; `resolve_handlers` looks them all up when the worker starts.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from conveyor.common.kinds import FailParams, HashParams, PrimesParams, SleepParams
+from conveyor.common.kinds import FailParams, HashParams, KindSpec, PrimesParams, SleepParams
 
 
 class TransientJobError(Exception):
@@ -56,9 +61,18 @@ def run_fail(params: FailParams, attempt: int) -> dict[str, Any]:
 
 Handler = Callable[[Any, int], dict[str, Any]]
 
-HANDLERS: dict[str, Handler] = {
-    "sleep": run_sleep,
-    "hash": run_hash,
-    "primes": run_primes,
-    "fail": run_fail,
-}
+
+def resolve_handler(spec: KindSpec) -> Handler:
+    module_name, sep, name = spec.handler.partition(":")
+    handler = getattr(importlib.import_module(module_name), name, None) if sep else None
+    if not callable(handler):
+        raise LookupError(
+            f"job kind {spec.name!r}: handler {spec.handler!r} is not a `module:function` "
+            "that exists"
+        )
+    return handler  # type: ignore[no-any-return]
+
+
+def resolve_handlers(kinds: Iterable[KindSpec]) -> dict[str, Handler]:
+    """Every kind's handler, by kind name; raises if one is missing."""
+    return {spec.name: resolve_handler(spec) for spec in kinds}

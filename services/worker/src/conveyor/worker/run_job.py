@@ -16,10 +16,14 @@ from conveyor.common.kinds import KINDS
 from conveyor.common.logging import get_logger
 from conveyor.common.tasks import publish_run_job
 from conveyor.worker import attempts, metrics
-from conveyor.worker.handlers import HANDLERS, TransientJobError
+from conveyor.worker.handlers import TransientJobError, resolve_handlers
 from conveyor.worker.runtime import get_runtime
 
 log = get_logger("conveyor.worker.run_job")
+
+# Looked up once, when the worker imports this (before its pool forks): a kind
+# whose handler is missing stops the worker at start, not a job at run time.
+HANDLERS = resolve_handlers(KINDS.values())
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:

@@ -11,10 +11,9 @@ from fastapi import APIRouter, Body, Header, Query, Response, status
 from conveyor.api.auth import revoked_meanwhile
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep, WriterDep
 from conveyor.api.jobs import service
-from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage
+from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage, KindName
 from conveyor.api.jobs.submit import KeyRevoked, insert_job
 from conveyor.api.problems import problem_responses
-from conveyor.common.kinds import KindName
 from conveyor.common.models import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -3,70 +3,68 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from conveyor.common.kinds import (
-    FailParams,
-    HashParams,
-    KindName,
-    MaxAttempts,
-    PrimesParams,
-    SleepParams,
-)
+from conveyor.common.kinds import KINDS, KindParams, KindSpec, MaxAttempts
 from conveyor.common.models import JobStatus
 
+# Everything per kind below derives from the registry (conveyor.common.kinds):
+# a kind registered before this module is imported is in the union, the
+# `kind` enums and the examples, with nothing to edit here.
 
-class _JobCreateBase(BaseModel):
+
+class JobCreateBase(BaseModel):
+    """The shape of every kind's request; each kind narrows `kind` and `params`."""
+
     model_config = ConfigDict(extra="forbid")
+    kind: str
+    params: KindParams
     max_attempts: MaxAttempts | None = None
 
 
-class SleepJobCreate(_JobCreateBase):
-    kind: Literal["sleep"]
-    params: SleepParams
+def _request_model(spec: KindSpec) -> type[JobCreateBase]:
+    camel = "".join(part.capitalize() for part in spec.name.split("_"))
+    tag: Any = Literal[spec.name]
+    return create_model(
+        f"{camel}JobCreate",
+        __base__=JobCreateBase,
+        __doc__=spec.description,
+        kind=(tag, ...),
+        params=(spec.params_model, ...),
+    )
 
 
-class HashJobCreate(_JobCreateBase):
-    kind: Literal["hash"]
-    params: HashParams
+def job_create_union(kinds: Iterable[KindSpec]) -> Any:
+    """POST /v1/jobs's body: one request model per kind, discriminated on `kind`."""
+    models = tuple(_request_model(spec) for spec in kinds)
+    return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007 - built at runtime
 
 
-class PrimesJobCreate(_JobCreateBase):
-    kind: Literal["primes"]
-    params: PrimesParams
+def kind_name(kinds: Iterable[KindSpec]) -> Any:
+    """The `kind` enum: Literal["sleep", "hash", ...]."""
+    return Literal[tuple(spec.name for spec in kinds)]
 
 
-class FailJobCreate(_JobCreateBase):
-    kind: Literal["fail"]
-    params: FailParams
+def create_examples(kinds: Iterable[KindSpec]) -> dict[str, dict[str, Any]]:
+    """OpenAPI examples for POST /v1/jobs, one per kind."""
+    return {
+        spec.name: {"summary": spec.example.summary, "value": spec.example_request()}
+        for spec in kinds
+    }
 
 
-JobCreate = Annotated[
-    SleepJobCreate | HashJobCreate | PrimesJobCreate | FailJobCreate,
-    Field(discriminator="kind"),
-]
+if TYPE_CHECKING:
+    JobCreate: TypeAlias = JobCreateBase
+    KindName: TypeAlias = str
+else:
+    JobCreate = job_create_union(KINDS.values())
+    KindName = kind_name(KINDS.values())
 
-JOB_CREATE_EXAMPLES: dict[str, dict[str, Any]] = {
-    "sleep": {
-        "summary": "IO-bound: sleep 250 ms",
-        "value": {"kind": "sleep", "params": {"ms": 250}},
-    },
-    "hash": {
-        "summary": "CPU-bound: 100k SHA-256 rounds",
-        "value": {"kind": "hash", "params": {"data": "hello", "iterations": 100000}},
-    },
-    "primes": {
-        "summary": "CPU-bound: count primes up to 1,000,000",
-        "value": {"kind": "primes", "params": {"limit": 1000000}},
-    },
-    "fail": {
-        "summary": "Fault injection: fail half the attempts",
-        "value": {"kind": "fail", "params": {"rate": 0.5, "seed": 7}, "max_attempts": 5},
-    },
-}
+JOB_CREATE_EXAMPLES = create_examples(KINDS.values())
 
 
 class JobOut(BaseModel):
