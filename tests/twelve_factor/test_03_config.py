@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import socket
 import uuid
 from pathlib import Path
 
@@ -171,6 +172,23 @@ def test_the_api_boots_from_the_environment_alone(engines: Engines, tmp_path: Pa
     assert "config error: DATABASE_URL is required but not set" in bare.output()
 
 
+GARBAGE_REQUESTS = 2
+INVALID = "Invalid HTTP request received."
+
+
+def _same_traffic(port: int) -> None:
+    """Requests that make a DEBUG line (a probe's access line), an INFO line (a
+    401's access line) and WARNING lines (uvicorn's "Invalid HTTP request
+    received." for bytes that are not HTTP), so each profile's level filter has
+    something on both sides of it."""
+    assert httpx.get(f"http://127.0.0.1:{port}/livez").status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{port}/v1/jobs").status_code == 401
+    for _ in range(GARBAGE_REQUESTS):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 400"), "uvicorn did not reject it"
+
+
 def test_dev_and_prod_settings_differ_only_in_the_environment(
     engines: Engines, tmp_path: Path
 ) -> None:
@@ -191,10 +209,21 @@ def test_dev_and_prod_settings_differ_only_in_the_environment(
         )
         try:
             wait_api(proc, port)
-            assert httpx.get(f"http://127.0.0.1:{port}/livez").status_code == 200
+            _same_traffic(port)
         finally:
             proc.stop()
         outputs[name] = [line for line in proc.output().splitlines() if line.strip()]
-    assert outputs["dev"] and not any(line.startswith("{") for line in outputs["dev"])
-    for line in outputs["prod"]:
-        assert json.loads(line)["level"] in {"warning", "error", "critical"}, line
+
+    dev, prod = outputs["dev"], outputs["prod"]
+    # Dev: console lines for people, INFO and DEBUG included.
+    assert len(dev) >= 5, dev
+    assert not any(line.startswith("{") for line in dev), dev
+    assert any("GET /v1/jobs 401" in line for line in dev), dev
+    assert any("GET /livez 200" in line for line in dev), dev  # a DEBUG line
+    assert sum(INVALID in line for line in dev) == GARBAGE_REQUESTS, dev
+    # Prod: the same traffic leaves only its warnings, each one JSON line; an
+    # empty log would pass the per-line check, so count them first.
+    assert len(prod) >= GARBAGE_REQUESTS, f"prod logged {len(prod)} lines: {prod}"
+    events = [json.loads(line) for line in prod]
+    assert all(e["level"] in {"warning", "error", "critical"} for e in events), prod
+    assert [e["message"] for e in events].count(INVALID) == GARBAGE_REQUESTS, prod
