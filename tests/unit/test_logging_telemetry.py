@@ -1,5 +1,6 @@
 """The tracing setup's pieces, in-process: OTEL_* validation, the resource, the
-sampler, Celery's publish span for tasks sent by name, and the worker's hooks.
+sampler and the worker's hooks (Celery's publish span for tasks sent by name:
+tests/unit/compat).
 
 configure_tracing itself (a process-wide tracer provider) is exercised by the
 integration tests, in real processes.
@@ -9,22 +10,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery import Celery
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 from opentelemetry.trace import SpanKind
 
-from conveyor.common import telemetry
+from conveyor.common import telemetry, tracing_config
 from conveyor.common.tasks import RUN_JOB_TASK
+from conveyor.worker import log_context
 from conveyor.worker import metrics as worker_metrics
 
 
@@ -52,7 +50,7 @@ def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_exporter_defaults_follow_the_endpoint(clean_otel_env, env, expected) -> None:  # type: ignore[no-untyped-def]
     for key, value in env.items():
         clean_otel_env.setenv(key, value)
-    assert telemetry._exporter_names() == expected
+    assert tracing_config.exporter_names() == expected
 
 
 def test_bad_otel_variables_are_named_one_per_line(clean_otel_env) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +58,7 @@ def test_bad_otel_variables_are_named_one_per_line(clean_otel_env) -> None:  # t
     clean_otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     clean_otel_env.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     clean_otel_env.setenv("OTEL_TRACES_SAMPLER_ARG", "2")
-    errors = telemetry.tracing_config_errors()
+    errors = tracing_config.tracing_config_errors()
     assert [e.split()[0] for e in errors] == [
         "OTEL_TRACES_EXPORTER",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -76,13 +74,13 @@ def test_good_otel_variables_pass(clean_otel_env) -> None:  # type: ignore[no-un
     clean_otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     clean_otel_env.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     clean_otel_env.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
-    assert telemetry.tracing_config_errors() == []
+    assert tracing_config.tracing_config_errors() == []
 
 
 def test_resource_defaults_yield_to_the_environment(clean_otel_env) -> None:  # type: ignore[no-untyped-def]
     import conveyor.common
 
-    resource = telemetry._resource("conveyor-api").attributes
+    resource = tracing_config.service_resource("conveyor-api").attributes
     assert resource["service.name"] == "conveyor-api"
     assert resource["service.version"] == conveyor.common.__version__
 
@@ -91,7 +89,7 @@ def test_resource_defaults_yield_to_the_environment(clean_otel_env) -> None:  # 
     clean_otel_env.setenv(
         "OTEL_RESOURCE_ATTRIBUTES", "k8s.pod.name=api-7f9c,k8s.namespace.name=prod"
     )
-    resource = telemetry._resource("conveyor-api").attributes
+    resource = tracing_config.service_resource("conveyor-api").attributes
     assert resource["service.name"] == "custom"
     assert resource["service.version"] == "1.2.3"
     assert resource["k8s.pod.name"] == "api-7f9c"
@@ -99,7 +97,7 @@ def test_resource_defaults_yield_to_the_environment(clean_otel_env) -> None:  # 
 
 
 def test_sampler_drops_orphan_client_spans_only() -> None:
-    sampler = telemetry._NoOrphanClientSpans(ALWAYS_ON)
+    sampler = tracing_config.NoOrphanClientSpans(ALWAYS_ON)
     tracer = TracerProvider(sampler=sampler).get_tracer("t")
     assert not tracer.start_span("SELECT 1", kind=SpanKind.CLIENT).is_recording()
     root = tracer.start_span("POST /v1/jobs", kind=SpanKind.SERVER)
@@ -113,71 +111,27 @@ def test_sampler_drops_orphan_client_spans_only() -> None:
     assert dropped.decision is Decision.DROP
 
 
-@pytest.fixture
-def exported() -> Iterator[tuple[InMemorySpanExporter, TracerProvider]]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrumentor = telemetry._CeleryInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
-    try:
-        yield exporter, provider
-    finally:
-        instrumentor.uninstrument()
-
-
-def test_send_task_by_name_gets_a_publish_span_that_lasts(exported) -> None:  # type: ignore[no-untyped-def]
-    exporter, provider = exported
-    telemetry.stamp_publish_time()
-    app = Celery("client", set_as_current=False, broker="memory://")
-    sent: list[dict[str, Any]] = []
-
-    from celery import signals
-
-    def capture(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        # Runs after the instrumentation's receiver: the headers as they will be sent.
-        sent.append(dict(headers or {}))
-
-    signals.before_task_publish.connect(capture, weak=False)
-    try:
-        with provider.get_tracer("t").start_as_current_span("request") as request:
-            app.send_task(RUN_JOB_TASK, args=["job-1"])
-            # The publish span was never made current here; the request still is.
-            assert trace.get_current_span() is request
-    finally:
-        signals.before_task_publish.disconnect(capture)
-    publish = next(s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER)
-    assert publish.name == f"apply_async/{RUN_JOB_TASK}"
-    assert (
-        publish.parent is not None and publish.parent.span_id == request.get_span_context().span_id
-    )
-    assert publish.end_time is not None and publish.end_time >= publish.start_time
-    traceparent = sent[0]["traceparent"]
-    assert traceparent.split("-")[2] == format(publish.context.span_id, "016x")
-    assert abs(sent[0][telemetry.PUBLISHED_AT_HEADER] - time.time()) < 5
-
-
 def test_job_id_filter_names_the_job_on_celerys_lines() -> None:
     record = logging.LogRecord("celery.worker.strategy", logging.INFO, "", 0, "x", None, None)
     record.data = {"name": RUN_JOB_TASK, "args": "['3091c454-dc71-4f2e-8f3e-2100f71fbfe2']"}
-    assert worker_metrics.JobIdFromTaskArgs().filter(record)
+    assert log_context.JobIdFromTaskArgs().filter(record)
     assert record.job_id == "3091c454-dc71-4f2e-8f3e-2100f71fbfe2"
     other = logging.LogRecord("celery.worker.strategy", logging.INFO, "", 0, "x", None, None)
     other.data = {"name": "celery.ping", "args": "['3091c454-dc71-4f2e-8f3e-2100f71fbfe2']"}
-    worker_metrics.JobIdFromTaskArgs().filter(other)
+    log_context.JobIdFromTaskArgs().filter(other)
     assert not hasattr(other, "job_id")
 
 
 def test_queue_wait_counts_from_publish_or_from_a_later_eta() -> None:
     now = time.time()
     request = SimpleNamespace(**{telemetry.PUBLISHED_AT_HEADER: now - 3, "eta": None})
-    assert worker_metrics._published_at(SimpleNamespace(request=request)) == pytest.approx(now - 3)  # type: ignore[arg-type]
+    assert worker_metrics.published_at(SimpleNamespace(request=request)) == pytest.approx(now - 3)  # type: ignore[arg-type]
     eta = datetime.fromtimestamp(now - 1, UTC)
     request.eta = eta.isoformat()
-    assert worker_metrics._published_at(SimpleNamespace(request=request)) == pytest.approx(now - 1)  # type: ignore[arg-type]
+    assert worker_metrics.published_at(SimpleNamespace(request=request)) == pytest.approx(now - 1)  # type: ignore[arg-type]
     request.eta = (eta - timedelta(seconds=10)).isoformat()  # an ETA before the publish
-    assert worker_metrics._published_at(SimpleNamespace(request=request)) == pytest.approx(now - 3)  # type: ignore[arg-type]
-    assert worker_metrics._published_at(SimpleNamespace(request=SimpleNamespace())) is None  # type: ignore[arg-type]
+    assert worker_metrics.published_at(SimpleNamespace(request=request)) == pytest.approx(now - 3)  # type: ignore[arg-type]
+    assert worker_metrics.published_at(SimpleNamespace(request=SimpleNamespace())) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -225,3 +179,31 @@ def test_without_an_exporter_the_api_continues_or_mints_a_trace() -> None:
     assert minted.is_valid and not minted.trace_flags.sampled
     assert minted.trace_id != minted_again.trace_id
     assert not trace.get_current_span().get_span_context().is_valid  # detached afterwards
+
+
+@pytest.mark.parametrize(
+    ("env", "description"),
+    [
+        ({}, "ParentBased{root:TraceIdRatioBased{0.1}"),
+        ({"OTEL_TRACES_SAMPLER_ARG": "0.5"}, "ParentBased{root:TraceIdRatioBased{0.5}"),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, "AlwaysOnSampler"),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, "ParentBased{root:AlwaysOnSampler"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio"}, "TraceIdRatioBased{0.1}"),
+    ],
+)
+def test_head_sampling_defaults_to_one_trace_in_ten(clean_otel_env, env, description) -> None:  # type: ignore[no-untyped-def]
+    for key, value in env.items():
+        clean_otel_env.setenv(key, value)
+    assert tracing_config.tracing_config_errors() == []
+    assert tracing_config.sampler_from_env().get_description().startswith(description)
+
+
+def test_one_in_ten_root_traces_is_sampled_by_default(clean_otel_env) -> None:  # type: ignore[no-untyped-def]
+    tracer = TracerProvider(sampler=tracing_config.sampler_from_env()).get_tracer("t")
+    sampled = sum(tracer.start_span("POST /v1/jobs").is_recording() for _ in range(5000))
+    assert 350 <= sampled <= 650
+
+
+def test_unknown_sampler_is_a_config_error(clean_otel_env) -> None:  # type: ignore[no-untyped-def]
+    clean_otel_env.setenv("OTEL_TRACES_SAMPLER", "jaeger_remote")
+    assert [e.split()[0] for e in tracing_config.tracing_config_errors()] == ["OTEL_TRACES_SAMPLER"]

@@ -11,8 +11,8 @@ from tests.support.engines import free_port
 
 def test_the_driver_url_becomes_a_libpq_url_with_its_query() -> None:
     db = Connections("postgresql+psycopg://user:s3cret@db.example:6543/jobs?sslmode=require")
-    assert db._conninfo == "postgresql://user:s3cret@db.example:6543/jobs?sslmode=require"
-    assert db._span_attributes == {
+    assert db.conninfo == "postgresql://user:s3cret@db.example:6543/jobs?sslmode=require"
+    assert db.span_attributes == {
         "db.system": "postgresql",
         "db.name": "jobs",
         "net.peer.name": "db.example",

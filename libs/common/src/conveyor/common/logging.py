@@ -22,6 +22,8 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from conveyor.common.compat.stdlib_logging import skip_caller_lookup
+
 # Loggers that install their own handlers or stop propagation; we reset them so
 # that everything reaches the one root handler.
 _LIBRARY_LOGGERS = (
@@ -97,9 +99,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     Idempotent: calling it again (Celery's `setup_logging` signal does) replaces
     the handler instead of adding a second one.
     """
-    # The logging cookbook's optimisations: no caller lookup (a stack walk per
-    # record) and no thread or process fields, which our output never shows.
-    logging._srcfile = None
+    # The Logging HOWTO's optimisations: no thread or process fields, which our
+    # output never shows (and no caller lookup: see skip_caller_lookup below).
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
@@ -135,6 +136,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # Last, so that a warning (a Python outside the verified range) is rendered by our handler.
+    skip_caller_lookup()
 
 
 def get_logger(name: str) -> Any:

@@ -38,7 +38,8 @@ def _with_driver(url: str, driver: str) -> str:
     if driver == "asyncpg" and "sslmode" in query:
         # asyncpg spells libpq's sslmode as `ssl`.
         query["ssl"] = query.pop("sslmode")
-    return urlunsplit(parts._replace(scheme=f"postgresql+{driver}", query=urlencode(query)))
+    scheme = f"postgresql+{driver}"
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 class Settings(BaseSettings):

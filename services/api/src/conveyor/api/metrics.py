@@ -40,10 +40,10 @@ class QueueDepthCollector(Collector):
     def __init__(self, broker_url: str, queues: Iterable[str] = (JOBS_QUEUE,)) -> None:
         self.broker_url = broker_url
         self.queues = tuple(queues)
-        self._client: redis.Redis | None = None
-        self._lock = threading.Lock()
+        self.client: redis.Redis | None = None
+        self.lock = threading.Lock()
 
-    def _family(self) -> GaugeMetricFamily:
+    def family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
             "conveyor_queue_depth",
             "Job messages waiting in the broker for a worker (Redis LLEN), by queue.",
@@ -52,17 +52,17 @@ class QueueDepthCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Registration calls describe(), not collect(): no Redis call at startup.
-        return [self._family()]
+        return [self.family()]
 
     def collect(self) -> Iterable[Metric]:
-        family = self._family()
+        family = self.family()
         try:
-            with self._lock:
-                if self._client is None:
-                    self._client = redis.Redis.from_url(
+            with self.lock:
+                if self.client is None:
+                    self.client = redis.Redis.from_url(
                         self.broker_url, socket_timeout=0.5, socket_connect_timeout=0.5
                     )
-                client = self._client
+                client = self.client
             for queue in self.queues:
                 family.add_metric([queue], float(client.llen(queue)))
         except (redis.RedisError, OSError):

@@ -74,7 +74,7 @@ class EdgeMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes and not rejected:
                     # Answer 413 now; to the app the client looks gone.
-                    await self._reject(scope, respond)
+                    await self.reject(scope, respond)
                     rejected = True
                     return {"type": "http.disconnect"}
             return message
@@ -83,13 +83,13 @@ class EdgeMiddleware:
             try:
                 declared = headers.get(b"content-length")
                 if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-                    await self._reject(scope, respond)
+                    await self.reject(scope, respond)
                 else:
                     await self.app(scope, limited_receive, respond)
             finally:
-                self._observe(scope, status, time.perf_counter() - start)
+                self.observe(scope, status, time.perf_counter() - start)
 
-    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+    def observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route = _route_template(self.router_app, scope)
         method = scope["method"]
         self.metrics.requests.labels(method, route, str(status)).inc()
@@ -108,7 +108,7 @@ class EdgeMiddleware:
             http_version=scope.get("http_version"),
         )
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",

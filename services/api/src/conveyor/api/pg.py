@@ -32,7 +32,7 @@ def asyncpg_dsn(settings: ApiSettings) -> tuple[str, int | None]:
     parts = urlsplit(settings.database_url.get_secret_value())
     query = dict(parse_qsl(parts.query))
     cache_size = query.pop("prepared_statement_cache_size", None)
-    dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment))
     return dsn, int(cache_size) if cache_size is not None else None
 
 
@@ -64,6 +64,10 @@ def _remembers_failure(
 class TrackedConnection(asyncpg.Connection):  # type: ignore[misc]
     """A connection that remembers a statement which failed or was cut off.
 
+    Public API, not a compat entry: `create_pool(connection_class=...)` is
+    documented to take a subclass of `asyncpg.Connection`, and this one only
+    wraps four public methods and adds one attribute.
+
     asyncpg's default reset on release is a round trip (unlisten, unlock,
     RESET ALL) for session state this API never creates: about a tenth of a
     submit's cost. It is still what a connection needs after an error or a
@@ -81,7 +85,7 @@ class TrackedConnection(asyncpg.Connection):  # type: ignore[misc]
 
 
 async def _reset_after_failure(conn: asyncpg.Connection) -> None:
-    # The pool has already rolled back an open transaction (Connection._reset).
+    # The pool has already rolled back an open transaction before it calls this.
     if getattr(conn, "failed", False):
         conn.failed = False
         await conn.reset()

@@ -21,19 +21,19 @@ class VerifiedKeys:
     def __init__(self, ttl_s: float = 60.0, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[Principal, str, float]] = OrderedDict()
+        self.entries: OrderedDict[str, tuple[Principal, str, float]] = OrderedDict()
 
     def get(self, lookup: str, now: float) -> tuple[Principal, str] | None:
-        entry = self._entries.get(lookup)
+        entry = self.entries.get(lookup)
         if entry is None or now - entry[2] > self.ttl_s:
             return None
         return entry[0], entry[1]
 
     def put(self, lookup: str, principal: Principal, stored_hash: str, now: float) -> None:
-        self._entries[lookup] = (principal, stored_hash, now)
-        self._entries.move_to_end(lookup)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.entries[lookup] = (principal, stored_hash, now)
+        self.entries.move_to_end(lookup)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
 
     def drop(self, lookup: str) -> None:
-        self._entries.pop(lookup, None)
+        self.entries.pop(lookup, None)

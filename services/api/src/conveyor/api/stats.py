@@ -90,7 +90,7 @@ async def stats(principal: PrincipalDep, session: SessionDep, state: StateDep) -
     counts = await count_by_status(session, principal.tenant_id)
     windows = {"throughput_s": THROUGHPUT_WINDOW_S, "latency_s": LATENCY_WINDOW_S}
     finished_recently, p95 = (await session.execute(_RECENT, tenant | windows)).one()
-    failures = (await session.execute(_FAILURES, tenant)).all()
+    failures = (await session.execute(_FAILURES, tenant)).mappings().all()
     depth, workers = await _broker_numbers(state)
     return Stats(
         counts=counts,
@@ -98,5 +98,5 @@ async def stats(principal: PrincipalDep, session: SessionDep, state: StateDep) -
         workers_online=workers,
         throughput_per_s=round(int(finished_recently) / THROUGHPUT_WINDOW_S, 2),
         latency_p95_ms=None if p95 is None else round(float(p95), 1),
-        recent_failures=[Failure.model_validate(row._mapping) for row in failures],
+        recent_failures=[Failure.model_validate(dict(row)) for row in failures],
     )

@@ -10,9 +10,9 @@ from celery import Celery, Task, signals
 from conveyor.common.db import make_sync_engine
 from conveyor.common.logging import configure_logging, get_logger
 from conveyor.common.tasks import RUN_JOB_TASK, celery_config, publish_run_job
-from conveyor.worker import metrics, repository
-from conveyor.worker.kombu_client_reuse import reuse_sync_clients
-from conveyor.worker.kombu_patch import tolerate_lost_connection_on_restore
+from conveyor.worker import observability, repository
+from conveyor.worker.compat.celery import say_through_logging
+from conveyor.worker.compat.kombu import reuse_sync_clients, tolerate_lost_connection
 from conveyor.worker.presence import HeartbeatStep
 from conveyor.worker.run_job import run_job
 from conveyor.worker.runtime import get_runtime
@@ -64,16 +64,6 @@ def configure_worker_logging(settings: WorkerSettings) -> None:
         logging.getLogger(name).setLevel(per_task_level)
 
 
-def _say_through_logging() -> None:
-    """Celery prints shutdown notices straight to stdout; make them JSON log events."""
-    import celery.apps.worker as celery_worker
-
-    def say(msg: str, file: Any = None) -> None:
-        log.info(msg.strip())
-
-    celery_worker.safe_say = say  # type: ignore[attr-defined]
-
-
 def create_celery_app(settings: WorkerSettings) -> Celery:
     app = Celery("conveyor-worker", set_as_current=True)
     app.conf.update(celery_config(settings))
@@ -82,7 +72,7 @@ def create_celery_app(settings: WorkerSettings) -> Celery:
         worker_soft_shutdown_timeout=settings.worker_shutdown_grace_seconds,
     )
     app.conveyor_settings = settings  # type: ignore[attr-defined]
-    metrics.install(app)  # tracing after fork, multiprocess /metrics on METRICS_PORT
+    observability.install(app)  # tracing after fork, multiprocess /metrics on METRICS_PORT
 
     @app.task(name=RUN_JOB_TASK, bind=True)
     def _run_job(self: Task[Any, Any], job_id: str) -> None:
@@ -100,7 +90,7 @@ def create_celery_app(settings: WorkerSettings) -> Celery:
         get_runtime(app).db.open()
 
     _release_on_shutdown(app)
-    _say_through_logging()
-    tolerate_lost_connection_on_restore()
+    say_through_logging()  # compat entries: each checks the installed version
+    tolerate_lost_connection()
     reuse_sync_clients()
     return app

@@ -25,42 +25,42 @@ class LeaseKeeper:
 
     def __init__(self, db: Connections, lease_s: float) -> None:
         self.db, self.lease_s = db, lease_s
-        self._lock = threading.Condition()
-        self._job: ClaimedJob | None = None
-        self._due = 0.0
-        self._thread: threading.Thread | None = None
+        self.lock = threading.Condition()
+        self.job: ClaimedJob | None = None
+        self.due = 0.0
+        self.thread: threading.Thread | None = None
 
     def hold(self, job: ClaimedJob) -> None:
-        with self._lock:
-            self._job, self._due = job, time.monotonic() + self.lease_s / 3
-            if self._thread is None:  # first job of this process, after any fork
-                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-                self._thread.start()
+        with self.lock:
+            self.job, self.due = job, time.monotonic() + self.lease_s / 3
+            if self.thread is None:  # first job of this process, after any fork
+                self.thread = threading.Thread(target=self.run, name="lease-keeper", daemon=True)
+                self.thread.start()
 
     def release(self) -> None:
-        with self._lock:
-            self._job = None
+        with self.lock:
+            self.job = None
 
-    def _run(self) -> None:
+    def run(self) -> None:
         # Without a job it sleeps a third of a lease, so it always wakes by the
         # due time of a job held meanwhile: no wake-up is needed on hold().
         while True:
-            with self._lock:
-                job = self._job
-                wait = self._due - time.monotonic() if job is not None else self.lease_s / 3
+            with self.lock:
+                job = self.job
+                wait = self.due - time.monotonic() if job is not None else self.lease_s / 3
                 if wait > 0 or job is None:
-                    self._lock.wait(max(wait, 0.0))
+                    self.lock.wait(max(wait, 0.0))
                     continue
-                self._due += self.lease_s / 3
-            self._renew(job)
+                self.due += self.lease_s / 3
+            self.renew(job)
 
-    def _renew(self, job: ClaimedJob) -> None:
+    def renew(self, job: ClaimedJob) -> None:
         try:
             if not attempts.renew_lease(self.db, job, self.lease_s):
-                with self._lock:
-                    still_held = self._job is job
+                with self.lock:
+                    still_held = self.job is job
                     if still_held:  # stop renewing; its outcome write will be fenced off
-                        self._job = None
+                        self.job = None
                 if still_held:  # not merely finished while we renewed
                     log.warning("lease lost", job_id=str(job.id))
         except Exception as exc:  # the database may blip; try again next tick

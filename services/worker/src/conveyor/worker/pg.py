@@ -28,16 +28,16 @@ _IDLE = pq.TransactionStatus.IDLE
 class Connections:
     def __init__(self, database_url: str, connect_timeout_s: int = 5) -> None:
         url = make_url(database_url).set(drivername="postgresql")
-        self._conninfo = url.render_as_string(hide_password=False)
-        self._connect_timeout_s = connect_timeout_s
-        self._local = threading.local()
-        self._span_attributes: dict[str, Any] = {
+        self.conninfo = url.render_as_string(hide_password=False)
+        self.connect_timeout_s = connect_timeout_s
+        self.local = threading.local()
+        self.span_attributes: dict[str, Any] = {
             "db.system": "postgresql",
             "db.name": url.database or "",
             "net.peer.name": url.host or "",
             "net.peer.port": url.port or 5432,
         }
-        self._described: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.described: dict[str, tuple[str, dict[str, Any]]] = {}
 
     def execute(self, sql: str, params: dict[str, Any]) -> tuple[int, tuple[Any, ...] | None]:
         """Run one statement as its own transaction: (rowcount, first row or None).
@@ -47,9 +47,9 @@ class Connections:
         whose reply was lost may have run: `attempts` says why that is safe.
         """
         for retry in (False, True):
-            conn = self._connection()
+            conn = self.connection()
             try:
-                with self._span(sql):
+                with self.span(sql):
                     cursor = conn.execute(sql, params)
                     row = cursor.fetchone() if cursor.description else None
                     return cursor.rowcount, row
@@ -59,7 +59,7 @@ class Connections:
                 # Broken, or cut off mid-statement (Celery's soft time limit
                 # raises wherever the job is): never reuse it.
                 conn.close()
-                self._local.conn = None
+                self.local.conn = None
                 if retry or not isinstance(exc, psycopg.OperationalError):
                     raise
         raise AssertionError("unreachable")
@@ -71,25 +71,25 @@ class Connections:
         libpq's shortest timeout (2 s) keeps it inside Celery's 4 s for a new
         child to report itself up."""
         with contextlib.suppress(psycopg.Error):
-            self._connection(connect_timeout_s=2)
+            self.connection(connect_timeout_s=2)
 
-    def _connection(self, connect_timeout_s: int | None = None) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+    def connection(self, connect_timeout_s: int | None = None) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self.local, "conn", None)
         if conn is None or conn.closed:
             conn = psycopg.connect(
-                self._conninfo,
+                self.conninfo,
                 autocommit=True,
-                connect_timeout=connect_timeout_s or self._connect_timeout_s,
+                connect_timeout=connect_timeout_s or self.connect_timeout_s,
             )
-            self._local.conn = conn
+            self.local.conn = conn
         return conn
 
-    def _span(self, sql: str) -> Any:
-        described = self._described.get(sql)
+    def span(self, sql: str) -> Any:
+        described = self.described.get(sql)
         if described is None:  # the statements are fixed text: describe each once
-            name = f"{sql.split(None, 1)[0]} {self._span_attributes['db.name']}"
-            described = self._described[sql] = (
+            name = f"{sql.split(None, 1)[0]} {self.span_attributes['db.name']}"
+            described = self.described[sql] = (
                 name,
-                {**self._span_attributes, "db.statement": sql},
+                {**self.span_attributes, "db.statement": sql},
             )
         return sql_span("conveyor.worker.pg", *described)
