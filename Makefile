@@ -50,12 +50,13 @@ loadtest: install
 	$(BIN)/python scripts/loadtest/run.py
 
 # Throughput and queue depth as workers are added: demo/scaling.png and demo/scaling.md.
+# ARGS passes options through, e.g. ARGS="--smoke --out /tmp/demo".
 demo-scaling: install
-	$(BIN)/python -m bench.demo_scaling
+	$(BIN)/python -m bench.demo_scaling $(ARGS)
 
 # Benchmarks against bare FastAPI and bare Celery in the same run (needs wrk).
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(ARGS)
 
 bench-smoke: install
 	$(BIN)/python -m bench.run --smoke --out bench/out/smoke.json
@@ -90,7 +91,12 @@ lock-check: install
 	  fi; \
 	done; rm -rf $$tmp; exit $$status
 
+# As root, with the checkout where `nobody` cannot enter, .data/postgres links to the
+# cluster outside it (scripts/local_engines.py): remove both.
 clean-data:
+	if [ -L .data/postgres ]; then \
+	  cluster=$$(readlink -f .data/postgres); rm -rf "$$cluster"; rmdir "$$(dirname "$$cluster")"; \
+	fi
 	rm -rf .data
 
 # The container tier (issue 4): builds both images and runs them on a Docker engine.
