@@ -20,7 +20,7 @@ from tilt_checks_deploy import contract_problems
 from tilt_read import cmd_text, containers, parse_watchfiles, pod_spec, waits_for
 from tilt_stubs import REPO, TRIGGER_MODE_MANUAL, Resource, Run, TiltRun
 
-OPTION_COMBOS = [
+OPTION_COMBOS = [{}] + [
     {"workers": workers, "keda": keda, "flower": flower, "loadgen": loadgen}
     for workers, keda, flower, loadgen in itertools.product(
         ["1", "3"], [False, True], [False, True], [False, True]
@@ -29,7 +29,8 @@ OPTION_COMBOS = [
 
 
 def combo_id(args: dict) -> str:
-    return f"workers={args['workers']}" + "".join(f"+{k}" for k in args if args[k] is True)
+    on = "".join(f"+{k}" for k in args if args[k] is True)
+    return f"workers={args['workers']}{on}" if args else "defaults"
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,23 @@ TILTFILE_BREAKS = [
     ("no-watcher", "['api', 'worker', 'scheduler', 'flower']", "['api', 'worker', 'flower']", {},
      "reload: Deployment/conveyor-scheduler container 'scheduler' runs 'python -m "
      "conveyor.worker.scheduler' from live-updated conveyor-worker with no file watcher"),
+    ("watches-too-little", "watch_command(container['command'], SYNCED_DIRS[repo])",
+     "watch_command(container['command'], SYNCED_DIRS[repo][1:])", {},
+     "reload: Deployment/conveyor-api container 'api': watchfiles watches "
+     "['/app/services/api/src'], but live_update syncs"),
+    ("watches-another-command", "watch_command(container['command'],",
+     "watch_command(container['command'] + ['--debug'],", {},
+     "reload: Deployment/conveyor-api container 'api': watchfiles runs 'python -m conveyor.api "
+     "--debug', not 'python -m conveyor.api'"),
+    ("port-clash", "port_forward(FLOWER_PORT, FLOWER_PORT,", "port_forward(API_PORT, FLOWER_PORT,",
+     {"flower": True}, "port clash: localhost:8000 is forwarded by 'conveyor-api' and "
+     "'conveyor-flower'"),
+    ("bad-label", "name='redis')],\n             labels=['datastores']",
+     "name='redis')],\n             labels=['data stores']", {},
+     "bad label: resource 'conveyor-redis' label 'data stores'"),
+    ("dependency-cycle", "resource_deps=['conveyor-postgres', 'conveyor-redis', 'conveyor-config']",
+     "resource_deps=['conveyor-postgres', 'conveyor-redis', 'conveyor-api']", {},
+     "dependency cycle: 'conveyor-migrate' waits for itself"),
     ("unknown-workload", "k8s_resource('conveyor-scheduler',", "k8s_resource('conveyor-schedule',",
      {}, "unknown workload: k8s_resource('conveyor-schedule') names no deployed workload"),
     ("wrong-port", "port_forward(API_PORT, API_PORT,", "port_forward(API_PORT, 8080,", {},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from pathlib import Path
 
 from tilt_build import (
     Stage,
@@ -21,17 +22,17 @@ from tilt_build import (
 )
 from tilt_read import (
     LONG_RUNNING,
-    _abs,
-    _under,
+    absolute,
     chart_objects,
     containers,
     image_repo,
+    is_under,
     key,
     parse_watchfiles,
     pod_spec,
     stages,
 )
-from tilt_stubs import FallBackOn, K8sObject, Sync, TiltRun
+from tilt_stubs import FallBackOn, ImageBuild, K8sObject, Sync, TiltRun
 
 
 def check_evaluation(run: TiltRun) -> list[str]:
@@ -113,9 +114,9 @@ def _runtime(run: TiltRun, ref: str) -> list[tuple[K8sObject, dict]]:
 
 
 def check_live_update(run: TiltRun) -> list[str]:
-    """Each sync maps a source directory the build context lets in to where the
-    target puts that code, writable by the runtime user; inputs a sync cannot
-    deliver (locks, pyproject.toml) fall back to a full build."""
+    """Steps in Tilt's order, every running container of the image writable, each
+    sync sound (_sync_problems), and the inputs a sync cannot deliver (the locks
+    the image installs, synced packages' pyproject.toml) fall back to a full build."""
     problems = []
     for img in [i for i in run.images if i.live_update]:
         ranks = [
@@ -127,8 +128,6 @@ def check_live_update(run: TiltRun) -> list[str]:
         found = stages(img)
         if img.target not in found:
             continue  # reported by check_images
-        placements = image_placements(found, img.target)
-        context = _abs(run.root / img.context)
         uids = set()
         for o, c in _runtime(run, img.ref):
             uid = (c.get("securityContext") or {}).get("runAsUser") or (
@@ -140,46 +139,9 @@ def check_live_update(run: TiltRun) -> list[str]:
                     f"read-only: {o} container {c['name']!r} runs {img.ref} with a read-only "
                     "root file system: live_update cannot write there"
                 )
+        context = absolute(run.root / img.context)
         for s in img.syncs:
-            local = _abs(run.root / s.local_path)
-            if not local.exists():
-                continue  # reported by check_paths
-            if not local.is_relative_to(context):
-                problems.append(
-                    f"sync: {img.ref} syncs {s.local_path!r}, outside its build context"
-                )
-                continue
-            rel = local.relative_to(context).as_posix()
-            if dockerignore_excludes(context, rel):
-                problems.append(
-                    f"sync: {img.ref} syncs {s.local_path!r}, which .dockerignore keeps out of "
-                    "the build context (Tilt never syncs it)"
-                )
-            matches = sorted(
-                (len(src), dest + rel[len(src) :])
-                for src, dest, _ in placements
-                if _under(rel, src)
-            )
-            remote, where = posixpath.normpath(s.remote_path), f"{img.ref} syncs {s.local_path!r}"
-            if not matches or matches[-1][1] != remote:
-                put = f"puts it at {matches[-1][1]!r}" if matches else f"does not copy {rel!r}"
-                problems.append(
-                    f"sync dest: {where} to {s.remote_path!r}, but {img.target!r} {put}"
-                )
-                continue
-            owners = {
-                c.chown.split(":")[0]
-                for _, dest, c in placements
-                if c.chown and _under(remote, dest)
-            }
-            owners |= {
-                uid for uid, p in _chowned(stage_chain(found, img.target)) if _under(remote, p)
-            }
-            problems += [
-                f"sync perms: {remote!r} in {img.ref} is not owned by uid {uid}, which its "
-                "containers run as: live_update's tar cannot replace the files"
-                for uid in sorted(uids - owners)
-            ]
+            problems += _sync_problems(run, img, s, context, uids)
         needed = {
             posixpath.normpath(src)
             for copy in context_inputs(found, img.target)
@@ -198,9 +160,47 @@ def check_live_update(run: TiltRun) -> list[str]:
         problems += [
             f"fall_back_on: {img.ref} falls back on {p!r}, outside its build context"
             for p in img.fall_back_on
-            if not _abs(run.root / p).is_relative_to(context)
+            if not absolute(run.root / p).is_relative_to(context)
         ]
     return problems
+
+
+def _sync_problems(
+    run: TiltRun, img: ImageBuild, s: Sync, context: Path, uids: set[str]
+) -> list[str]:
+    """A sync reads a directory the build context lets in, and writes it where the
+    target puts that code, owned by every uid the image's containers run as."""
+    local, where = absolute(run.root / s.local_path), f"{img.ref} syncs {s.local_path!r}"
+    if not local.exists():
+        return []  # reported by check_paths
+    if not local.is_relative_to(context):
+        return [f"sync: {where}, outside its build context"]
+    rel = local.relative_to(context).as_posix()
+    problems = []
+    if dockerignore_excludes(context, rel):
+        problems.append(
+            f"sync: {where}, which .dockerignore keeps out of the build context "
+            "(Tilt never syncs it)"
+        )
+    chain = stage_chain(stages(img), img.target)
+    placements = image_placements(stages(img), img.target)
+    # The longest COPY source that holds the synced directory says where it lands.
+    landed = sorted(
+        (len(src), dest + rel[len(src) :]) for src, dest, _ in placements if is_under(rel, src)
+    )
+    remote = posixpath.normpath(s.remote_path)
+    if not landed or landed[-1][1] != remote:
+        put = f"puts it at {landed[-1][1]!r}" if landed else f"does not copy {rel!r}"
+        return [*problems, f"sync dest: {where} to {s.remote_path!r}, but {img.target!r} {put}"]
+    owners = {
+        c.chown.split(":")[0] for _, dest, c in placements if c.chown and is_under(remote, dest)
+    }
+    owners |= {uid for uid, path in _chowned(chain) if is_under(remote, path)}
+    return problems + [
+        f"sync perms: {remote!r} in {img.ref} is not owned by uid {uid}, which its "
+        "containers run as: live_update's tar cannot replace the files"
+        for uid in sorted(uids - owners)
+    ]
 
 
 def check_reload(run: TiltRun) -> list[str]:
