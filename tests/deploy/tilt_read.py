@@ -96,10 +96,10 @@ def parse_watchfiles(argv: list[str]) -> tuple[str, list[str]] | None:
     return (positional[0], positional[1:]) if positional else None
 
 
-def _abs(path: Path) -> Path:
+def absolute(path: Path) -> Path:
     """Absolute and normalized, without following symlinks."""
     return Path(os.path.normpath(os.path.abspath(path)))
 
 
-def _under(path: str, parent: str) -> bool:
+def is_under(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
