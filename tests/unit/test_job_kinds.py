@@ -124,3 +124,22 @@ def test_the_openapi_document_lists_a_kind_registered_before_the_app_is_built() 
     )
     assert "echo" in json.dumps(kind_filter["schema"])
     assert components["JobOut"]["properties"]["kind"]["enum"][-1] == "echo"
+
+
+def test_the_developer_docs_table_matches_the_registry() -> None:
+    page = (ROOT / "docs/develop/job-kinds.md").read_text()
+    table = page.split("## The kinds today", 1)[1]
+    rows = [
+        [cell.strip().strip("`") for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| `")
+    ]
+    assert [row[0] for row in rows] == list(KINDS)
+    for name, model, profile, limit, handler in rows:
+        spec = KINDS[name]
+        assert (model, profile) == (spec.params_model.__name__, spec.profile), name
+        assert spec.handler.endswith(f":{handler}"), name
+        if callable(spec.time_limit_s):
+            assert "+" in limit, (name, limit)  # it grows with the params
+        else:
+            assert limit == f"{spec.time_limit_s:g} s", (name, limit)

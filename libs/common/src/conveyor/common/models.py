@@ -49,7 +49,11 @@ class JobStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
-_STATUS_VALUES = ", ".join(f"'{s.value}'" for s in JobStatus)
+
+
+def sql_statuses(*statuses: JobStatus) -> str:
+    """`'queued', 'running'`: JobStatus values as SQL literals, for fixed SQL text."""
+    return ", ".join(f"'{status.value}'" for status in statuses)
 
 
 class Tenant(Base):
@@ -83,7 +87,7 @@ class ApiKey(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status_valid"),
+        CheckConstraint(f"status IN ({sql_statuses(*JobStatus)})", name="status_valid"),
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_in_range"),
         # Listing: newest first within a tenant, with a stable tiebreak for cursors.
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
@@ -94,7 +98,9 @@ class Job(Base):
             "ix_jobs_live_status_updated",
             "status",
             "updated_at",
-            postgresql_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(
+                f"status IN ({sql_statuses(JobStatus.QUEUED, JobStatus.RUNNING)})"
+            ),
         ),
         Index(
             "uq_jobs_tenant_idempotency_key",
@@ -125,3 +131,15 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Columns only the services use: tenancy, the lease, retry timing and the
+# idempotency bookkeeping. Every other column is the job a client sees.
+JOB_INTERNAL_COLUMNS = frozenset(
+    {"tenant_id", "lease_expires_at", "run_after", "idempotency_key", "request_hash"}
+)
+# What the API returns for a job, in table order: its JobOut and the columns
+# its SQL returns both come from here.
+JOB_PUBLIC_COLUMNS: tuple[str, ...] = tuple(
+    column.name for column in Job.__table__.columns if column.name not in JOB_INTERNAL_COLUMNS
+)

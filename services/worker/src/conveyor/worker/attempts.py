@@ -22,35 +22,46 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from conveyor.common.models import JobStatus, sql_statuses
 from conveyor.worker.pg import Connections
 
-_CLAIM = """\
-UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = %(worker)s,
+# Statuses are JobStatus's, written into the fixed text once, here (no input
+# ever goes into the text: values travel as parameters).
+_QUEUED = sql_statuses(JobStatus.QUEUED)
+_RUNNING = sql_statuses(JobStatus.RUNNING)
+_SUCCEEDED = sql_statuses(JobStatus.SUCCEEDED)
+_FAILED = sql_statuses(JobStatus.FAILED)
+
+_CLAIM = f"""\
+UPDATE jobs SET status = {_RUNNING}, attempts = attempts + 1, worker_id = %(worker)s,
  lease_expires_at = now() + make_interval(secs => %(lease)s),
  started_at = coalesce(started_at, now()), updated_at = now()
-WHERE id = %(id)s AND status = 'queued' AND attempts < max_attempts
-RETURNING kind, params, attempts, max_attempts"""
+WHERE id = %(id)s AND status = {_QUEUED} AND attempts < max_attempts
+RETURNING kind, params, attempts, max_attempts"""  # noqa: S608 - constants only
 
 # Every later write is fenced: only the holder of this very attempt may
 # write (the WHERE clause below, the same in each statement).
-_RENEW = """\
+_FENCE = f"""\
+WHERE id = %(id)s AND status = {_RUNNING} AND worker_id = %(worker)s AND attempts = %(attempt)s"""
+
+_RENEW = f"""\
 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
-WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempts = %(attempt)s"""
+{_FENCE}"""  # noqa: S608
 
-_SUCCEED = """\
-UPDATE jobs SET status = 'succeeded', result = %(result)s, error = NULL,
+_SUCCEED = f"""\
+UPDATE jobs SET status = {_SUCCEEDED}, result = %(result)s, error = NULL,
  lease_expires_at = NULL, finished_at = now(), updated_at = now()
-WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempts = %(attempt)s"""
+{_FENCE}"""  # noqa: S608
 
-_RETRY = """\
-UPDATE jobs SET status = 'queued', error = %(error)s, lease_expires_at = NULL,
+_RETRY = f"""\
+UPDATE jobs SET status = {_QUEUED}, error = %(error)s, lease_expires_at = NULL,
  run_after = now() + make_interval(secs => %(retry_in)s), updated_at = now()
-WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempts = %(attempt)s"""
+{_FENCE}"""  # noqa: S608
 
-_FAIL = """\
-UPDATE jobs SET status = 'failed', error = %(error)s, lease_expires_at = NULL,
+_FAIL = f"""\
+UPDATE jobs SET status = {_FAILED}, error = %(error)s, lease_expires_at = NULL,
  finished_at = now(), updated_at = now()
-WHERE id = %(id)s AND status = 'running' AND worker_id = %(worker)s AND attempts = %(attempt)s"""
+{_FENCE}"""  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,9 @@ def succeed(db: Connections, job: ClaimedJob, result: dict[str, Any]) -> bool:
     return rowcount == 1
 
 
-def fail(db: Connections, job: ClaimedJob, error: str, *, retry_in_s: float | None) -> str | None:
+def fail(
+    db: Connections, job: ClaimedJob, error: str, *, retry_in_s: float | None
+) -> JobStatus | None:
     """Record a failed attempt: back to queued (with backoff) or failed for good.
 
     Returns the new status, or None if this worker no longer held the job.
@@ -97,4 +110,4 @@ def fail(db: Connections, job: ClaimedJob, error: str, *, retry_in_s: float | No
     rowcount, _ = db.execute(_RETRY if can_retry else _FAIL, params)
     if rowcount != 1:
         return None
-    return "queued" if can_retry else "failed"
+    return JobStatus.QUEUED if can_retry else JobStatus.FAILED

@@ -14,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from conveyor.common.kinds import KINDS
 from conveyor.common.logging import get_logger
+from conveyor.common.models import JobStatus
 from conveyor.common.tasks import publish_run_job
 from conveyor.worker import attempts, metrics
 from conveyor.worker.handlers import TransientJobError, resolve_handlers
@@ -54,10 +55,12 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
         log.info("job started", kind=job.kind, attempt=job.attempt)
         metrics.job_started(task, job)
         started = time.perf_counter()
-        spec = KINDS[job.kind]
-        outcome: str | None
+        outcome: JobStatus | None
         runtime.lease.hold(job)
         try:
+            spec = KINDS.get(job.kind)
+            if spec is None:  # sent by an API that knows more kinds: fail it, don't retry
+                raise LookupError(f"unknown job kind {job.kind!r}")
             params = spec.params_model.model_validate(job.params)
             result = HANDLERS[job.kind](params, job.attempt)
         except (TransientJobError, SoftTimeLimitExceeded) as exc:
@@ -66,7 +69,7 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
                 job.attempt, settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
             )
             outcome = attempts.fail(runtime.db, job, error, retry_in_s=retry_in)
-            if outcome == "queued":
+            if outcome is JobStatus.QUEUED:
                 publish_run_job(task.app, job.id, job.kind, job.params, countdown=retry_in)
         except Exception as exc:
             log.exception("job raised; not retrying")
@@ -74,7 +77,8 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
                 runtime.db, job, f"{type(exc).__name__}: {exc}", retry_in_s=None
             )
         else:
-            outcome = "succeeded" if attempts.succeed(runtime.db, job, result) else None
+            succeeded = attempts.succeed(runtime.db, job, result)
+            outcome = JobStatus.SUCCEEDED if succeeded else None
         finally:
             # After the outcome write: a renewal racing it is fenced off and harmless.
             runtime.lease.release()

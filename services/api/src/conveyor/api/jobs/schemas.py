@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeAlias,
+    Union,
+    get_args,
+    get_type_hints,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from conveyor.common.kinds import KINDS, KindParams, KindSpec, MaxAttempts
-from conveyor.common.models import JobStatus
+from conveyor.common.models import JOB_PUBLIC_COLUMNS, Job, JobStatus
 
 # Everything per kind below derives from the registry (conveyor.common.kinds):
 # a kind registered before this module is imported is in the union, the
@@ -67,7 +74,9 @@ else:
 JOB_CREATE_EXAMPLES = create_examples(KINDS.values())
 
 
-class JobOut(BaseModel):
+class JobOutBase(BaseModel):
+    """A job as the API shows it. `JobOut` adds one field per public column."""
+
     model_config = ConfigDict(
         from_attributes=True,
         json_schema_extra={
@@ -91,19 +100,24 @@ class JobOut(BaseModel):
         },
     )
 
-    id: uuid.UUID
-    kind: KindName
-    params: dict[str, Any]
-    status: JobStatus
-    result: dict[str, Any] | None
-    error: str | None
-    attempts: int
-    max_attempts: int
-    worker_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+
+# The API's type where it is narrower than the column's (a str in the table).
+_NARROWER: dict[str, Any] = {"kind": KindName, "status": JobStatus}
+
+
+def _job_out_fields() -> dict[str, Any]:
+    """One required field per public column of models.Job, typed as its
+    `Mapped[...]` annotation says: the table is the one list of columns."""
+    mapped = get_type_hints(Job)
+    return {
+        name: (_NARROWER.get(name, get_args(mapped[name])[0]), ...) for name in JOB_PUBLIC_COLUMNS
+    }
+
+
+if TYPE_CHECKING:
+    JobOut: TypeAlias = JobOutBase
+else:
+    JobOut = create_model("JobOut", __base__=JobOutBase, __module__=__name__, **_job_out_fields())
 
 
 class JobPage(BaseModel):

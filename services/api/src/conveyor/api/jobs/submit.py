@@ -24,34 +24,35 @@ from conveyor.api.jobs.schemas import JobCreate
 from conveyor.api.pg import traced
 from conveyor.api.principal import Principal
 from conveyor.api.problems import Problem
+from conveyor.common.models import JOB_PUBLIC_COLUMNS, JobStatus, sql_statuses
 
-# RETURNING and SELECT list every column JobOut shows.
-_INSERT = """
+# Fixed SQL text, built once here: RETURNING and SELECT list the columns JobOut
+# shows (models.JOB_PUBLIC_COLUMNS), and statuses come from JobStatus.
+_PUBLIC = ", ".join(JOB_PUBLIC_COLUMNS)
+_QUEUED = sql_statuses(JobStatus.QUEUED)
+_INSERT = f"""
 INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts,
                   idempotency_key, request_hash)
-SELECT $2::uuid, $3::uuid, $4::text, $5::jsonb, 'queued', 0, $6::int, $7::text, $8::text
+SELECT $2::uuid, $3::uuid, $4::text, $5::jsonb, {_QUEUED}, 0, $6::int, $7::text, $8::text
 WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id, kind, params, status, result, error, attempts, max_attempts, worker_id,
-          created_at, updated_at, started_at, finished_at
-"""
-_BY_KEY = """
-SELECT id, kind, params, status, result, error, attempts, max_attempts, worker_id,
-          created_at, updated_at, started_at, finished_at, request_hash
+RETURNING {_PUBLIC}
+"""  # noqa: S608 - no input in the text: the columns and status are constants
+_BY_KEY = f"""
+SELECT {_PUBLIC}, request_hash
 FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2
-"""
+"""  # noqa: S608
 _RELEASE_KEY = "UPDATE jobs SET idempotency_key = NULL WHERE id = $1"
 _KEY_CHECK = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)"
-_INSERT_MANY = """
+_INSERT_MANY = f"""
 INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts)
-SELECT id, $2, kind, params, 'queued', 0, max_attempts
+SELECT id, $2, kind, params, {_QUEUED}, 0, max_attempts
 FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::int[])
      WITH ORDINALITY AS j(id, kind, params, max_attempts, n)
 WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ORDER BY n
-RETURNING id, kind, params, status, result, error, attempts, max_attempts, worker_id,
-          created_at, updated_at, started_at, finished_at
-"""
+RETURNING {_PUBLIC}
+"""  # noqa: S608
 
 
 class _LostRace(Exception):
