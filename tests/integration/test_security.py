@@ -189,30 +189,47 @@ def test_secret_matches_compares_in_constant_time(monkeypatch: pytest.MonkeyPatc
 
 
 def test_unknown_key_costs_the_same_comparison_as_a_known_one(
-    monkeypatch: pytest.MonkeyPatch,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """authenticate() compares a secret even when the lookup id matches no key,
-    so the response time does not tell an attacker which lookup ids exist."""
+    so the response time does not tell an attacker which lookup ids exist. Run
+    against the API's own asyncpg pool on this module's database."""
     from fastapi.security import HTTPAuthorizationCredentials
 
     from conveyor.api import auth
+    from conveyor.api.pg import create_pg_pool
     from conveyor.api.problems import Problem
+    from conveyor.api.settings import ApiSettings
 
+    real = auth.secret_matches
     compared: list[str] = []
-    monkeypatch.setattr(
-        auth, "secret_matches", lambda secret, stored: compared.append(stored) or False
-    )
 
-    class NoRowPool:
-        async def fetchrow(self, *_: object) -> None:
-            return None
+    def recording(secret: str, stored: str) -> bool:
+        compared.append(stored)
+        return real(secret, stored)
 
-    state = SimpleNamespace(pg=NoRowPool())
-    credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials="cvk_abcd_secret")
-    with pytest.raises(Problem) as raised:
-        asyncio.run(auth.authenticate(state, credentials))  # type: ignore[arg-type]
-    assert raised.value.status == 401
-    assert compared == ["0" * 64]
+    monkeypatch.setattr(auth, "secret_matches", recording)
+    key = stack.create_key(f"timing-{uuid.uuid4().hex[:6]}")
+    lookup, secret = split_key(key)  # type: ignore[misc]
+    settings = ApiSettings(database_url=stack.database_url, redis_url=stack.redis_url)
+
+    async def refused(token: str) -> Problem:
+        pool = await create_pg_pool(settings)
+        try:
+            credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+            with pytest.raises(Problem) as raised:
+                await auth.authenticate(SimpleNamespace(pg=pool), credentials)  # type: ignore[arg-type]
+            return raised.value
+        finally:
+            await pool.close()
+
+    unknown = asyncio.run(refused(f"cvk_{secrets.token_hex(8)}_{secret}"))
+    wrong_secret = asyncio.run(refused(f"cvk_{lookup}_{secret[::-1]}"))
+    # One comparison each: against a dummy hash when no row matched, against the
+    # stored hash when one did; and the two answers are the same.
+    assert compared == ["0" * 64, hash_secret(secret)]
+    assert (unknown.status, unknown.detail) == (wrong_secret.status, wrong_secret.detail)
+    assert unknown.status == 401
 
 
 # --- body limit and rate limit on a dedicated API process -------------------------------
