@@ -51,7 +51,7 @@ def test_every_image_target_builds_from_repo_paths() -> None:
         assert tilt_build.context_inputs(stages, target), target
 
 
-def test_the_checker_flags_a_foreign_or_missing_source() -> None:
+def test_the_checker_flags_a_foreign_missing_or_ignored_source() -> None:
     broken = (
         (ROOT / "Dockerfile")
         .read_text()
@@ -63,9 +63,10 @@ def test_the_checker_flags_a_foreign_or_missing_source() -> None:
     assert "api: COPY ../other-repo/src reaches outside the repo" in dockerfile_problems(
         broken, ROOT, DEPLOYABLE_TARGETS
     )
-    missing = "FROM python:3.12-slim AS api\nCOPY vendor/blob /app/\n"
+    missing = "FROM python:3.12-slim AS api\nCOPY vendor/blob docs /app/\n"
     assert dockerfile_problems(missing, ROOT, ("api", "worker")) == [
         "api: COPY vendor/blob names nothing in the repo",
+        "api: COPY docs is kept out by .dockerignore",
         "no Dockerfile target 'worker'",
     ]
 
