@@ -155,6 +155,8 @@ def traced_stack(engines, tmp_path_factory, receiver: OtlpReceiver) -> Iterator[
         tmp_path_factory.mktemp("traced"),
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_TRACES_EXPORTER="otlp",
+        # Every trace: the default samples one in ten (tracing_config.py).
+        OTEL_TRACES_SAMPLER="parentbased_always_on",
         OTEL_BSP_SCHEDULE_DELAY="200",
         OTEL_RESOURCE_ATTRIBUTES="k8s.pod.name=pod-under-test,deployment.environment=ci",
         APP_VERSION="9.9.9-test",

@@ -1,9 +1,11 @@
 """The worker's /metrics: prometheus_client's multiprocess mode, served by the main process.
 
 - the main process points `PROMETHEUS_MULTIPROC_DIR` at a fresh directory
-  (its own under /tmp, or the one the environment names, emptied) before the
-  pool forks and before prometheus_client is first imported, which is when the
-  library reads that variable; every child writes its samples to its own files there;
+  (its own under /tmp, or the one the environment names, emptied) when the
+  Celery app is built: before the pool forks, and before prometheus_client is
+  first imported (Celery's command line imports it with Flower's plugin), which
+  is when the library reads that variable; every child writes its samples to
+  its own files there;
 - the main process serves `/metrics` on `METRICS_PORT` (0 turns it off) from a
   registry holding only a `MultiProcessCollector`, which sums the children's
   files: a child that exits or is replaced keeps its counts (never lost), and
@@ -33,7 +35,7 @@ log = get_logger("conveyor.worker.metrics")
 
 
 def prepare_multiprocess_dir() -> Path:
-    """Before the pool forks: an empty PROMETHEUS_MULTIPROC_DIR.
+    """Before prometheus_client is imported: an empty PROMETHEUS_MULTIPROC_DIR.
 
     The environment's directory is emptied (files left by a previous run would
     be added to this run's counts); without one, a private directory under the

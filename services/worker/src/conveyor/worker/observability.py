@@ -36,11 +36,13 @@ def install(app: Celery) -> None:
     import_before_fork()
     stamp_publish_time()  # jobs handed back at shutdown are published from here
     add_job_id_filters()
+    # Now, before Celery's command line loads its plugins: Flower's imports
+    # prometheus_client, which reads PROMETHEUS_MULTIPROC_DIR once, at import.
+    path = prepare_multiprocess_dir()
 
     @signals.worker_init.connect(weak=False)
     def before_pool_starts(**_: Any) -> None:
         # Main process, before the pool forks.
-        path = prepare_multiprocess_dir()
         port = app.conveyor_settings.metrics_port  # type: ignore[attr-defined]
         if port:
             start_metrics_server(port, path)
