@@ -1,5 +1,6 @@
 """The docs people read: the site builds with --strict (so a broken link or
-anchor fails), and the README stays short with every relative link resolving."""
+anchor fails), the README stays short with every relative link resolving, and
+every file path the docs name exists."""
 
 from __future__ import annotations
 
@@ -61,3 +62,41 @@ def test_relative_links_finds_links_and_skips_code_and_urls() -> None:
         "```bash\n[not a link](nowhere.md)\n```\n"
     )
     assert relative_links(sample) == ["docs/a.md", "docs/img/b.png", "docs/c.md#part"]
+
+
+# A file path in backticks: a/b.py, conveyor/worker/app.py (a suffix of a repo path is enough).
+CODE_PATH = re.compile(r"`([\w.-]+(?:/[\w.-]+)+\.(?:py|md|ya?ml|json|txt|toml|png|ini|in))`")
+SKIPPED_DIRS = {".git", ".venv", "site", "node_modules", "__pycache__", ".data"}
+
+
+def repo_files() -> set[str]:
+    found = set()
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.endswith("_cache")]
+        rel = Path(folder).relative_to(ROOT)
+        found |= {(rel / name).as_posix() for name in files}
+    return found
+
+
+def dangling_code_paths(markdown: str, files: set[str]) -> list[str]:
+    refs = {m.group(1) for m in CODE_PATH.finditer(markdown)}
+    return sorted(
+        ref for ref in refs if ref not in files and not any(f.endswith("/" + ref) for f in files)
+    )
+
+
+def test_docs_name_only_files_that_exist() -> None:
+    files = repo_files()
+    pages = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+    dangling = {
+        page.relative_to(ROOT).as_posix(): found
+        for page in pages
+        if (found := dangling_code_paths(page.read_text(), files))
+    }
+    assert not dangling, f"docs name files that do not exist (moved or deleted?): {dangling}"
+
+
+def test_dangling_code_paths_matches_suffixes_and_reports_the_rest() -> None:
+    files = {"services/worker/src/conveyor/worker/app.py", "README.md"}
+    text = "`conveyor/worker/app.py`, `README.md`, `conveyor/worker/gone.py`, `make up`"
+    assert dangling_code_paths(text, files) == ["conveyor/worker/gone.py"]
