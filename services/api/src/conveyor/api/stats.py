@@ -13,6 +13,7 @@ from sqlalchemy import text
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
 from conveyor.api.jobs.service import count_by_status
 from conveyor.api.problems import problem_responses
+from conveyor.common.models import JobStatus, sql_statuses
 from conveyor.common.tasks import JOBS_QUEUE, WORKER_PRESENCE_PREFIX
 
 router = APIRouter(prefix="/v1", tags=["stats"])
@@ -21,22 +22,23 @@ THROUGHPUT_WINDOW_S = 10
 LATENCY_WINDOW_S = 60
 
 _RECENT = text(
-    """
+    f"""
     SELECT
       count(*) FILTER (WHERE finished_at > now() - make_interval(secs => :throughput_s)),
       percentile_cont(0.95) WITHIN GROUP (
         ORDER BY extract(epoch FROM finished_at - created_at)) * 1000
     FROM jobs
     WHERE tenant_id = :tenant AND finished_at > now() - make_interval(secs => :latency_s)
-      AND status = 'succeeded'
-    """
+      AND status = {sql_statuses(JobStatus.SUCCEEDED)}
+    """  # noqa: S608 - constants only
 )
 _FAILURES = text(
-    """
+    f"""
     SELECT id, kind, error, finished_at FROM jobs
-    WHERE tenant_id = :tenant AND status = 'failed' AND finished_at IS NOT NULL
+    WHERE tenant_id = :tenant AND status = {sql_statuses(JobStatus.FAILED)}
+      AND finished_at IS NOT NULL
     ORDER BY finished_at DESC LIMIT 5
-    """
+    """  # noqa: S608
 )
 
 
