@@ -102,13 +102,22 @@ def spawn(name: str, command: str, env: dict[str, str], log_dir: Path) -> Proc:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    return timed_wait(predicate, timeout, interval, what)[0]
+
+
+def timed_wait(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll until `predicate()` is truthy: (its value, seconds it took). A
+    deadline, not a speed test: callers print the seconds and assert only on
+    behaviour, or on a bound generous enough for a shared machine."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
         value = predicate()
         if value:
-            return value
+            return value, time.monotonic() - started
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass
