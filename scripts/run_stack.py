@@ -72,6 +72,9 @@ def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
         "[rpcinterface:supervisor]\n"
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
         f"[supervisorctl]\nserverurl=unix://{RUN / 'supervisor.sock'}\n",
+        # One group: supervisord stops a group's processes all at once, but
+        # separate programs one after another (Ctrl-C would wait out each).
+        "[group:conveyor]\nprograms=web,worker,scheduler\n",
     ]
     for name, count in (("web", 1), ("worker", workers), ("scheduler", 1)):
         # Each worker process serves its metrics on its own port (9800, 9801, ...)

@@ -8,9 +8,13 @@ HTML report to .data/loadtest/report.html.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lifecycle import stop_on_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("CONVEYOR_DATA_DIR", ROOT / ".data"))
@@ -35,7 +39,8 @@ def main() -> None:
         "CONVEYOR_API_KEY": key,
     }
     print(f"make loadtest: {env['LOCUST_USERS']} users against {url} for {env['LOCUST_RUN_TIME']}")
-    done = subprocess.run(
+    stop_on_signals()
+    locust = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -50,10 +55,20 @@ def main() -> None:
             "--only-summary",
         ],
         env=env,
-        check=False,
     )
+    try:
+        code = locust.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached Locust too; SIGTERM to us did not. Either way Locust
+        # stops its users, prints its summary and writes the report.
+        locust.send_signal(signal.SIGTERM)
+        try:
+            code = locust.wait(10)
+        except subprocess.TimeoutExpired:
+            locust.kill()
+            code = locust.wait()
     print(f"make loadtest: HTML report at {report}")
-    raise SystemExit(done.returncode)
+    raise SystemExit(code)
 
 
 def _read(path: Path) -> str | None:

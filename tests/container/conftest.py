@@ -37,10 +37,6 @@ TEST_SOURCE = "https://example.org/conveyor"
 _timings: dict[str, str] = {}
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "container: builds and runs the images on a Docker engine")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/container" in str(item.fspath):

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+from tests.support.commands import run_to_end
 from tests.support.processes import ROOT
 
 
 def test_demo_scaling_writes_chart_and_table(tmp_path: Path) -> None:
-    done = subprocess.run(
+    # Stopped midway (Ctrl-C, SIGTERM to make test), the demo stops its own stack.
+    done = run_to_end(
         ["python", "-m", "bench.demo_scaling", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=600,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     png = (tmp_path / "scaling.png").read_bytes()

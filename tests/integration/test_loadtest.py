@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
+from tests.support.commands import run_to_end
 from tests.support.jobs import list_all
 from tests.support.processes import ROOT, Stack
 
@@ -25,14 +25,7 @@ def test_locust_headless_submits_and_reports(stack: Stack, tmp_path: Path) -> No
         "LOADTEST_HASH_ITERATIONS": "100",
         "LOADTEST_PRIMES_LIMIT": "1000",
     }
-    done = subprocess.run(
-        ["python", "scripts/loadtest/run.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_to_end(["python", "scripts/loadtest/run.py"], timeout=120, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "POST /v1/jobs [sleep]" in done.stdout + done.stderr
     report = tmp_path / "loadtest" / "report.html"
@@ -50,13 +43,6 @@ def test_bad_mix_is_a_clear_error(stack: Stack) -> None:
         "LOADTEST_MIX": "sleep=lots",
         "LOCUST_RUN_TIME": "1s",
     }
-    done = subprocess.run(
-        ["python", "scripts/loadtest/run.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_to_end(["python", "scripts/loadtest/run.py"], timeout=60, cwd=ROOT, env=env)
     assert done.returncode != 0
     assert "LOADTEST_MIX" in done.stdout + done.stderr
