@@ -100,3 +100,38 @@ def test_dangling_code_paths_matches_suffixes_and_reports_the_rest() -> None:
     files = {"services/worker/src/conveyor/worker/app.py", "README.md"}
     text = "`conveyor/worker/app.py`, `README.md`, `conveyor/worker/gone.py`, `make up`"
     assert dangling_code_paths(text, files) == ["conveyor/worker/gone.py"]
+
+
+DOCS_CITATION = re.compile(r"docs/[\w/.-]+?\.md")
+DESIGN_SECTION = re.compile(r'docs/design\.md, "([^"]+)"')
+CITING_SUFFIXES = {".py", ".yaml", ".yml", ".toml", ".cfg", ".sh", ".json"}
+
+
+def citing_files() -> list[Path]:
+    """Code and config that may cite a docs page (the docs themselves are checked by mkdocs)."""
+    names = repo_files()
+    return [
+        ROOT / name
+        for name in sorted(names)
+        if (Path(name).suffix in CITING_SUFFIXES or Path(name).name in {"Makefile", "Tiltfile"})
+        and ROOT / name != Path(__file__).resolve()  # its own samples cite made-up pages
+    ]
+
+
+def test_code_cites_docs_pages_and_design_sections_that_exist() -> None:
+    headings = set(re.findall(r"^#+ (.+?)\s*$", (ROOT / "docs/design.md").read_text(), re.M))
+    broken = []
+    for path in citing_files():
+        text = path.read_text(errors="replace")
+        where = path.relative_to(ROOT).as_posix()
+        broken += [
+            f"{where}: {page}"
+            for page in DOCS_CITATION.findall(text)
+            if not (ROOT / page).is_file()
+        ]
+        broken += [
+            f'{where}: design.md "{name}"'
+            for name in DESIGN_SECTION.findall(text)
+            if name not in headings
+        ]
+    assert not broken, "citations of docs that do not exist:\n" + "\n".join(broken)
