@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psutil
 import psycopg
 from psycopg.rows import dict_row
 
@@ -241,6 +242,9 @@ class Load:
     job_ms: int = 50
     fresh_connections: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
+    # What killed a client thread (not a wire error, which is an Outcome):
+    # stop() raises it, so a dead thread cannot quietly thin out the load.
+    crashes: list[BaseException] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pool: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -252,13 +256,22 @@ class Load:
             self._pool.append(thread)
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.stop()
+        else:  # the test already failed: stop quietly, keep its error
+            self._stop.set()
+            for thread in self._pool:
+                thread.join(30)
 
     def stop(self) -> list[Outcome]:
         self._stop.set()
         for thread in self._pool:
             thread.join(30)
+        stuck = [thread.name for thread in self._pool if thread.is_alive()]
+        assert not stuck, f"load threads still running 30 s after stop: {stuck}"
+        if self.crashes:
+            raise AssertionError(f"{len(self.crashes)} load threads crashed") from self.crashes[0]
         return self.outcomes
 
     def _client(self) -> httpx.Client:
@@ -276,6 +289,9 @@ class Load:
             while not self._stop.is_set():
                 self._one(client)
                 self._stop.wait(self.interval_s)
+        except BaseException as exc:
+            with self._lock:
+                self.crashes.append(exc)
         finally:
             client.close()
 
@@ -304,11 +320,44 @@ class Load:
     def wait_accepted(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while len(self.accepted()) < count:
+            self._check_alive()
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"only {len(self.accepted())} of {count} jobs accepted in {timeout}s"
                 )
             time.sleep(0.05)
+
+    def wait_outcomes(
+        self, predicate: Callable[[list[Outcome]], bool], timeout: float, what: str
+    ) -> float:
+        """Poll the outcomes so far (in the order they completed) until
+        `predicate` holds; returns the seconds it took."""
+        started = time.monotonic()
+        while True:
+            self._check_alive()
+            with self._lock:
+                done = list(self.outcomes)
+            if predicate(done):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.05)
+
+    def _check_alive(self) -> None:
+        with self._lock:
+            if self.crashes:
+                raise AssertionError("a load thread crashed") from self.crashes[0]
+
+
+def accepted_by(proc: Proc, clients: list[socket.socket]) -> bool:
+    """Whether the process has accept()ed every one of these client sockets: a
+    connection still in the listen backlog has no socket in the process yet."""
+    peers = {
+        (conn.raddr.ip, conn.raddr.port)
+        for conn in psutil.Process(proc.popen.pid).net_connections(kind="tcp")
+        if conn.raddr
+    }
+    return all(sock.getsockname()[:2] in peers for sock in clients)
 
 
 class ExitWatch:
