@@ -7,12 +7,15 @@ import hashlib
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from conveyor.common.settings import Settings
+from conveyor.common.tasks import make_celery_client, publish_run_job
 from tests.conftest import new_stack
 from tests.support.engines import Engines
 from tests.support.jobs import submit, wait_terminal
-from tests.support.processes import PROCFILE, Stack
+from tests.support.processes import PROCFILE, Stack, wait_until
 
 
 def sha256_rounds(data: str, iterations: int) -> str:
@@ -112,3 +115,37 @@ def test_a_kind_added_by_one_registry_entry_runs_end_to_end(
             assert refused.json()["errors"][0]["field"] == "params.text"
     finally:
         stack.stop()
+
+
+def test_a_job_of_a_kind_the_worker_does_not_know_fails_at_once(stack: Stack) -> None:
+    """A job stored by an API whose registry has a kind this worker lacks (a
+    rollout in the wrong order): publishing it still works, and the worker ends
+    it `failed` with the reason, instead of holding it until its lease runs out."""
+    job_id = uuid.uuid4()
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), %s)",
+            (f"retired-{job_id.hex[:6]}",),
+        )
+        conn.execute(
+            "INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts)"
+            " SELECT %s, id, 'retired', '{}', 'queued', 0, 3 FROM tenants WHERE name = %s",
+            (job_id, f"retired-{job_id.hex[:6]}"),
+        )
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)  # type: ignore[arg-type]
+    celery = make_celery_client(settings, "test")
+    publish_run_job(celery, job_id, "retired", {})
+    celery.close()
+
+    def finished() -> tuple[str, int, str] | None:
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT status, attempts, error FROM jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+        return row if row and row[0] != "queued" and row[0] != "running" else None
+
+    assert wait_until(finished, 30, what="the job to end") == (
+        "failed",
+        1,
+        "LookupError: unknown job kind 'retired'",
+    )

@@ -62,7 +62,11 @@ def run_job_message(
     header, and the worker holds the message until then. No parent task is
     recorded: every delivery of a job is a root of its own, whoever sends it.
     """
-    soft, hard = KINDS[kind].time_limits(params)
+    spec = KINDS.get(kind)
+    # A kind this sender does not know (an older reconciler during a rollout)
+    # goes without limits rather than blocking the publish; a worker that does
+    # not know it either fails the job at once (run_job).
+    soft, hard = spec.time_limits(params) if spec else (None, None)
     args = [str(job_id)]
     headers, properties, body, sent_event = app.amqp.create_task_message(
         str(uuid.uuid4()),
@@ -73,8 +77,8 @@ def run_job_message(
         argsrepr=repr(args),  # what Celery's saferepr would give, cheaper
         kwargsrepr="{}",
         reply_to=app.thread_oid,
-        time_limit=int(hard),
-        soft_time_limit=int(soft),
+        time_limit=None if hard is None else int(hard),
+        soft_time_limit=None if soft is None else int(soft),
         origin=_origin,
         ignore_result=True,  # results live in Postgres (tasks.celery_config)
     )
