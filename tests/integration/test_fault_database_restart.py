@@ -10,13 +10,32 @@ leased, and the reconciler runs it again.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
-from tests.support.faults import Load, fault_bed, status_counts, wait_for_jobs
+from tests.support.faults import Load, Outcome, fault_bed, status_counts, wait_for_jobs
 
 DOWN_S = 3.0
-RECOVERY_S = 5.0
+RECOVERED_STREAK = 100  # this many 202s in a row after the restart: recovered
+RECOVERY_DEADLINE_S = 60.0  # generous; the test prints the measured recovery
 MIN_JOBS = 200
+
+
+def streak_start(outcomes: list[Outcome], since: float, length: int) -> float | None:
+    """When the first run of `length` consecutive 202s (in completion order,
+    among requests sent after `since`) began, or None if there is none yet."""
+    run_start, run_length = 0.0, 0
+    for outcome in outcomes:
+        if outcome.started < since:
+            continue
+        if outcome.status != 202:
+            run_length = 0
+            continue
+        run_start = outcome.started if run_length == 0 else min(run_start, outcome.started)
+        run_length += 1
+        if run_length == length:
+            return run_start
+    return None
 
 
 def test_database_restart_503_then_recovers_and_no_accepted_job_is_lost(tmp_path: Path) -> None:
@@ -47,8 +66,13 @@ def test_database_restart_503_then_recovers_and_no_accepted_job_is_lost(tmp_path
             restart_at = time.monotonic()
             bed.start_postgres()
             up_at = time.monotonic()
+            load.wait_outcomes(
+                lambda done: streak_start(done, up_at, RECOVERED_STREAK) is not None,
+                RECOVERY_DEADLINE_S,
+                f"{RECOVERED_STREAK} 202s in a row after the restart",
+            )
+            # Keep the load on after recovery, to see that it lasts.
             load.wait_accepted(max(MIN_JOBS, len(load.accepted()) + 100), timeout=60)
-            time.sleep(RECOVERY_S)  # keep the load on past the recovery deadline
         outcomes = load.outcomes
 
         assert not [o for o in outcomes if o.error], [o.error for o in outcomes if o.error][:5]
@@ -67,9 +91,12 @@ def test_database_restart_503_then_recovers_and_no_accepted_job_is_lost(tmp_path
             o.status for o in fully_down
         }
         assert {(status, bool(retry)) for _, status, retry in reads} == {(503, True)}, reads
-        # It recovered by itself: nothing but 202 once RECOVERY_S had passed since the restart.
-        late = [o for o in outcomes if o.started >= up_at + RECOVERY_S]
-        assert late and {o.status for o in late} == {202}, {o.status for o in late}
+        # It recovered by itself, and for good: once a run of 202s began, nothing but 202.
+        recovered_at = streak_start(outcomes, up_at, RECOVERED_STREAK)
+        assert recovered_at is not None
+        late = [o for o in outcomes if o.started >= recovered_at]
+        assert len(late) >= RECOVERED_STREAK + 100, len(late)
+        assert {o.status for o in late} == {202}, Counter(o.status for o in late)
         first_ok = min(o.ended for o in outcomes if o.status == 202 and o.started >= up_at)
         last_503 = max(o.ended for o in unavailable)
 
@@ -81,7 +108,8 @@ def test_database_restart_503_then_recovers_and_no_accepted_job_is_lost(tmp_path
             f"\ndatabase restart: down {restart_at - down_at:.1f}s, start() took "
             f"{up_at - restart_at:.1f}s; {len(unavailable)} answers were 503 + Retry-After, "
             f"0 were 500 ({len(reads)} reads, all 503); first 202 {first_ok - up_at:.2f}s "
-            f"and last 503 {last_503 - up_at:.2f}s after Postgres was back; "
+            f"and last 503 {last_503 - up_at:.2f}s after Postgres was back, "
+            f"{RECOVERED_STREAK} 202s in a row from {recovered_at - up_at:.2f}s on; "
             f"{len(ids)} jobs accepted, "
             f"all succeeded ({waited:.1f}s after the load stopped)"
         )
