@@ -1,7 +1,8 @@
 """Task names, the queue, and the Celery configuration shared by sender and worker.
 
 The API never imports the worker: it sends `conveyor.run_job` by name with a
-client app built here.
+client app built here. The message itself is built in `run_job_message`, for
+the API's own LPUSH and for `publish_run_job` (kombu) alike.
 """
 
 from __future__ import annotations
