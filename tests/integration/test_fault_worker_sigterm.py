@@ -26,7 +26,9 @@ from tests.support.faults import (
 )
 
 GRACE_S = float(FAST_TIMINGS["WORKER_SHUTDOWN_GRACE_SECONDS"])
-MARGIN_S = 5.0  # Celery stops its pool (~2-3 s, even idle), then we hand jobs back
+# A deadline, not a speed target: Celery stops its pool (~2-3 s, even idle),
+# then the worker hands jobs back; a shared, loaded machine needs more room.
+EXIT_DEADLINE_S = GRACE_S + 20
 CONCURRENCY = 4
 LONG_MS = 10_000  # outlives the grace time: must be handed back
 SHORT_MS = 300  # finishes within it
@@ -70,10 +72,11 @@ def test_sigterm_worker_finishes_or_requeues_in_flight_jobs_and_exits_0(tmp_path
         stopping.signal(signal.SIGTERM)
         # The replacement comes up while the old worker drains, as in a rolling update.
         stack.start_worker(concurrency=CONCURRENCY * 2)
-        code, took_s = watch.result(since=signalled_at, timeout=GRACE_S + MARGIN_S + 10)
+        code, took_s = watch.result(since=signalled_at, timeout=EXIT_DEADLINE_S)
         output = stopping.output()
         assert code == 0, f"worker exited {code}:\n{output[-3000:]}"
-        assert took_s <= GRACE_S + MARGIN_S, f"worker took {took_s:.1f}s to exit"
+        # It gave its running jobs the grace time before handing the long ones back.
+        assert took_s >= GRACE_S, f"worker exited {took_s:.1f}s after SIGTERM"
 
         rows, _ = wait_for_jobs(db, ids, timeout=90, what="after SIGTERM")
         done_s = time.monotonic() - signalled_at
