@@ -40,6 +40,10 @@ def two_apis(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
         stack.stop()
 
 
+STREAM_BEFORE_KILL = 20  # accepted requests before one API is killed
+STREAM_AFTER_KILL = 20  # requests sent once it is dead
+
+
 def client(port: int, key: str) -> httpx.Client:
     return httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=10
@@ -74,13 +78,22 @@ def test_killing_one_api_mid_stream_loses_no_accepted_job(two_apis: tuple) -> No
     stack.start_worker(concurrency=4)
     key = stack.create_key("kill-one-api")
     accepted: dict[str, str] = {}  # Idempotency-Key -> job id
-    a_failures = 0
-    killer = threading.Timer(1.0, api_a.kill_group)
+    a_failures = after_kill = 0
+    # Killed from another thread once the stream is flowing, so the kill can
+    # land mid-request; the stream then goes on for a while on B alone.
+    stream_flowing = threading.Event()
+    killer = threading.Thread(
+        target=lambda: stream_flowing.wait(60) and api_a.kill_group(), daemon=True
+    )
     with client(port_a, key) as a, client(port_b, key) as b:
         killer.start()
-        deadline = time.monotonic() + 4
+        deadline = time.monotonic() + 60
         i = 0
-        while time.monotonic() < deadline:
+        while after_kill < STREAM_AFTER_KILL:
+            assert time.monotonic() < deadline, f"{i} requests, {after_kill} after the kill"
+            if len(accepted) >= STREAM_BEFORE_KILL:
+                stream_flowing.set()
+            killed = not api_a.alive()
             idem = f"stream-{i}"
             body = {"kind": "sleep", "params": {"ms": 20}}
             headers = {"Idempotency-Key": idem}
@@ -93,6 +106,7 @@ def test_killing_one_api_mid_stream_loses_no_accepted_job(two_apis: tuple) -> No
                 if response.status_code == 202:
                     accepted[idem] = response.json()["id"]
                     break
+            after_kill += killed
             i += 1
         killer.join()
         assert not api_a.alive()
