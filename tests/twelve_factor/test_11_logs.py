@@ -60,6 +60,22 @@ def test_the_checker_flags_plain_text() -> None:
     assert non_json_lines(good + "cvk_thekey\n", exempt_last=True) == []
 
 
+def test_the_open_file_check_sees_a_log_held_open(tmp_path: Path) -> None:
+    # The no-log-file check below relies on _open_for_writing; it must see one.
+    held = tmp_path / "app.log"
+    code = (
+        f"import sys, time; f = open({str(held)!r}, 'a'); print('open', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+        assert str(held) in _open_for_writing(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert _open_for_writing(proc.pid) == set()  # gone: nothing, and no error
+
+
 def _log_files(root: Path, depth: int) -> set[Path]:
     found: set[Path] = set()
     base = len(root.parts)
