@@ -19,6 +19,7 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 from celery import Celery, Task
+from celery import _state as celery_state
 from celery.contrib.testing.worker import start_worker
 from kombu.transport import memory
 
@@ -65,6 +66,17 @@ def _empty_memory_broker() -> Iterator[None]:
     memory.Channel.queues.pop(JOBS_QUEUE, None)
 
 
+@pytest.fixture
+def _keep_current_app() -> Iterator[None]:
+    """start_worker makes its app the current and default one; later tests in
+    this process must not find our test task through `current_app`."""
+    current = celery_state.get_current_app()
+    default = celery_state.default_app  # type: ignore[attr-defined]
+    yield
+    current.set_current()
+    celery_state.set_default_app(default)
+
+
 def test_the_api_and_a_retry_send_the_same_headers_for_the_same_job() -> None:
     app = _app("sender")
     job_id, kind, params = uuid.uuid4(), "sleep", {"ms": 1500}
@@ -85,12 +97,14 @@ def test_the_api_and_a_retry_send_the_same_headers_for_the_same_job() -> None:
     assert retry["body"] == ours["body"]  # base64 of the same JSON body
 
 
+@pytest.mark.usefixtures("_keep_current_app")
 def test_a_celery_worker_runs_the_message_of_either_path() -> None:
     app = _app("worker")
     ran: dict[str, Any] = {}
     both_ran = threading.Event()
 
-    @app.task(name=RUN_JOB_TASK, bind=True)
+    # Not shared: Celery would register a shared task in every app built later.
+    @app.task(name=RUN_JOB_TASK, bind=True, shared=False)
     def run_job(self: Task[Any, Any], job_id: str) -> None:
         ran[job_id] = (tuple(self.request.timelimit or ()), self.request.eta is not None)
         if len(ran) == 2:
