@@ -207,3 +207,28 @@ def test_one_in_ten_root_traces_is_sampled_by_default(clean_otel_env) -> None:  
 def test_unknown_sampler_is_a_config_error(clean_otel_env) -> None:  # type: ignore[no-untyped-def]
     clean_otel_env.setenv("OTEL_TRACES_SAMPLER", "jaeger_remote")
     assert [e.split()[0] for e in tracing_config.tracing_config_errors()] == ["OTEL_TRACES_SAMPLER"]
+
+
+def test_sql_spans_only_inside_a_recorded_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from conveyor.common import sql_spans
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(sql_spans, "exporting_spans", lambda: True)
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    attributes = sql_spans.statement_attributes("SELECT 1")
+    with sql_spans.sql_span("t", "SELECT", attributes):
+        pass  # no request around it
+    unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("t")
+    with unsampled.start_as_current_span("unsampled"), sql_spans.sql_span("t", "S", attributes):
+        pass
+    assert exporter.get_finished_spans() == ()
+    sampled = provider.get_tracer("t")
+    with sampled.start_as_current_span("request"), sql_spans.sql_span("t", "SELECT", attributes):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["SELECT", "request"]

@@ -15,6 +15,7 @@ from opentelemetry import context, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 
 from conveyor.common.compat.opentelemetry_celery import by_name_instrumentor_class
@@ -92,3 +93,14 @@ def test_patched_publish_span_lasts_until_sent_and_is_never_current(
     traceparent = sent[0]["traceparent"]
     assert traceparent.split("-")[2] == format(publish.context.span_id, "016x")
     assert abs(sent[0][PUBLISHED_AT_HEADER] - time.time()) < 5
+
+
+def test_an_unsampled_trace_is_carried_without_a_span(patched: Traced) -> None:
+    exporter, _ = patched
+    unsampled = TracerProvider(sampler=ALWAYS_OFF)
+    current, request, sent = _send_by_name(unsampled)
+    assert current is request
+    assert not any(s.kind is SpanKind.PRODUCER for s in exporter.get_finished_spans())
+    _, trace_id, _, flags = sent[0]["traceparent"].split("-")
+    assert trace_id == format(request.get_span_context().trace_id, "032x")
+    assert not int(flags, 16) & 1  # not sampled

@@ -56,8 +56,18 @@ class _SqlSpan:
 
 
 def sql_span(scope: str, name: str, attributes: Mapping[str, Any]) -> Any:
-    """A CLIENT span around one statement when spans are exported; else nothing."""
-    return _SqlSpan(scope, name, attributes) if exporting_spans() else _NOT_TRACED
+    """A CLIENT span around one statement when spans are exported and the current
+    span is recorded; else nothing.
+
+    With head sampling most requests are not sampled, and every supported
+    sampler would drop this span then: parent-based ones follow the parent, a
+    ratio decides by the same trace id, and a CLIENT span with no parent is
+    never kept (tracing_config.NoOrphanClientSpans). Not building it saves the
+    sampler call and a non-recording span per statement.
+    """
+    if exporting_spans() and trace.get_current_span().is_recording():
+        return _SqlSpan(scope, name, attributes)
+    return _NOT_TRACED
 
 
 @functools.cache

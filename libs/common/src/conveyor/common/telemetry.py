@@ -47,6 +47,7 @@ from sqlalchemy import Engine
 from conveyor.common.compat.opentelemetry_celery import celery_instrumentor
 from conveyor.common.publish_time import PUBLISHED_AT_HEADER, stamp_publish_time
 from conveyor.common.trace_context import carry_trace_context
+from conveyor.common.trace_ids import PresetTraceIds
 from conveyor.common.tracing_config import (
     NoOrphanClientSpans,
     check_tracing_config,
@@ -65,6 +66,7 @@ __all__ = [
     "propagating_context",
     "shutdown_tracing",
     "stamp_publish_time",
+    "tracer_provider",
 ]
 
 
@@ -127,6 +129,7 @@ def configure_tracing(default_service_name: str) -> bool:
         provider = TracerProvider(
             sampler=NoOrphanClientSpans(sampler_from_env()),
             resource=service_resource(default_service_name),
+            id_generator=PresetTraceIds(),
         )
         for processor in span_processors(names):
             provider.add_span_processor(processor)
@@ -151,6 +154,12 @@ def forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=forget_after_fork)
+
+
+def tracer_provider() -> TracerProvider | None:
+    """This process's SDK provider, when it exports spans."""
+    current = state
+    return None if current is None else current.provider
 
 
 def exporting_spans() -> bool:

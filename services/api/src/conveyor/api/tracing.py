@@ -4,11 +4,15 @@
 `create_app` then calls `instrument_app`, which picks one of:
 
 - spans exported: FastAPI's native OpenTelemetry (`telemetry_config`, passed
-  to `FastAPI(...)`): one SERVER span per request, named after the route
-  template, with the stable HTTP semantic conventions; probes and /metrics
-  excluded. It replaced opentelemetry-instrumentation-fastapi, which scans
-  every route per request to find the template and wraps each send and
-  receive: with it, `make bench` saw submits fall 40% with every span exported;
+  to `FastAPI(...)`): one SERVER span per sampled request, named after the
+  route template, with the stable HTTP semantic conventions; probes and
+  /metrics excluded. It replaced opentelemetry-instrumentation-fastapi, which
+  scans every route per request to find the template and wraps each send and
+  receive: with it, `make bench` saw submits fall 40% with every span exported.
+  The head-sampling decision is taken first (`head_sampled`, through the
+  config's public `exclude` hook): an unsampled request, nine in ten by default,
+  skips FastAPI's per-request telemetry and runs with a non-recording span, as
+  with no exporter, so it still carries its trace id to logs and the worker;
 - no exporter: `TraceContextMiddleware`, which only makes the request's W3C
   context current (the caller's `traceparent`, or a freshly minted trace id), so
   log lines and the published task carry a trace id at a cost of microseconds;
@@ -25,15 +29,20 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.util.http import ExcludeList, get_excluded_urls, parse_excluded_urls
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.common.telemetry import exporting_spans, propagating_context
+from conveyor.common.telemetry import exporting_spans, propagating_context, tracer_provider
+from conveyor.common.trace_ids import preset_next_trace_id
 
 # Probes and scrapes would be most of the traces, and tell nothing.
 # OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) replaces this list.
 DEFAULT_EXCLUDED_URLS = "/livez$,/readyz$,/metrics$"
+# Where `head_sampled` leaves an unsampled request's context for UnsampledContextMiddleware.
+UNSAMPLED_CONTEXT = "conveyor.unsampled_context"
 
 
 def telemetry_config() -> TelemetryConfig:
@@ -44,18 +53,80 @@ def telemetry_config() -> TelemetryConfig:
     span count; Prometheus carries the metrics (metrics.py) and stdout the logs.
     """
     excluded = _excluded_urls()
+
+    def exclude(scope: Scope) -> bool:
+        return bool(excluded.url_disabled(scope.get("path", ""))) or not head_sampled(scope)
+
     return TelemetryConfig(
         tracing=True,
         operation_spans=False,
         metrics=False,
         logs=False,
-        exclude=lambda scope: bool(excluded.url_disabled(scope.get("path", ""))),
+        exclude=exclude,
     )
 
 
 def instrument_app(app: FastAPI) -> None:
-    if propagating_context() and not exporting_spans():
-        app.add_middleware(TraceContextMiddleware)  # outermost: added last
+    if exporting_spans():
+        app.add_middleware(UnsampledContextMiddleware)  # outermost: added last
+    elif propagating_context():
+        app.add_middleware(TraceContextMiddleware)
+
+
+def _carrier(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def head_sampled(scope: Scope) -> bool:
+    """The sampler's decision for this request's SERVER span, taken before FastAPI's telemetry.
+
+    Sampled: FastAPI records the span, and a new trace gets the id decided on
+    (`preset_next_trace_id`), so the SDK's sampler agrees. Not sampled: the
+    request's context (caller's trace continued, or a new trace id, not
+    sampled) is left in the scope for UnsampledContextMiddleware.
+    """
+    provider = tracer_provider()
+    if provider is None:
+        return True  # nothing exported: FastAPI's telemetry does nothing anyway
+    parent_context = propagate.extract(_carrier(scope))
+    parent = trace.get_current_span(parent_context).get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else provider.id_generator.generate_trace_id()
+    result = provider.sampler.should_sample(
+        parent_context, trace_id, scope.get("method", "HTTP"), SpanKind.SERVER
+    )
+    if result.decision is Decision.RECORD_AND_SAMPLE:
+        if not parent.is_valid:
+            preset_next_trace_id(trace_id)
+        return True
+    span = NonRecordingSpan(
+        SpanContext(
+            trace_id=trace_id,
+            span_id=random.getrandbits(64),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            trace_state=result.trace_state,
+        )
+    )
+    scope[UNSAMPLED_CONTEXT] = trace.set_span_in_context(span, parent_context)
+    return False
+
+
+class UnsampledContextMiddleware:
+    """Makes an unsampled request's context (see `head_sampled`) current while it runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_context: Context | None = scope.get(UNSAMPLED_CONTEXT)
+        if request_context is None:
+            await self.app(scope, receive, send)
+            return
+        token = otel_context.attach(request_context)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
 
 
 def _excluded_urls() -> ExcludeList:
@@ -82,8 +153,7 @@ class TraceContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        parent_context = propagate.extract(carrier)
+        parent_context = propagate.extract(_carrier(scope))
         parent = trace.get_current_span(parent_context).get_span_context()
         if parent.is_valid:
             trace_id, flags, state = parent.trace_id, parent.trace_flags, parent.trace_state

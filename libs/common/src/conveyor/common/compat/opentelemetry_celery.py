@@ -81,6 +81,12 @@ def by_name_instrumentor_class() -> type:
             task_id = headers.get("id")
             if task_id is None:
                 return
+            current = trace.get_current_span().get_span_context()
+            if current.is_valid and not current.trace_flags.sampled:
+                # An unsampled trace (most, with head sampling): the span would
+                # not be recorded; the message still carries the trace id.
+                inject(headers)
+                return
             span = self._tracer.start_span(
                 f"apply_async/{name}",
                 kind=SpanKind.PRODUCER,
