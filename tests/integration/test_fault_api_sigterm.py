@@ -91,15 +91,14 @@ def test_sigterm_api_completes_accepted_requests_and_every_job_runs(tmp_path: Pa
             api.signal(signal.SIGTERM)
             time.sleep(BODY_DELAY_S)
             assert api.alive(), "the API exited with requests still in flight"
+            # Complete 202s for these (checked below) show the API waited for
+            # them: their bodies were sent only now, 1.5 s after the signal.
             finished = [finish_slow_request(sock, rest) for sock, rest, _ in slow]
-            answered_s = time.monotonic() - signalled_at
             # A deadline past the graceful timeout, where a supervisor would SIGKILL.
             code, took_s = watch.result(since=signalled_at, timeout=GRACEFUL_S + 5)
         outcomes = load.outcomes
 
         assert code == 0, f"API exited {code}:\n{api.output()[-3000:]}"
-        # It waited for its in-flight requests: it exited only after answering them.
-        assert took_s >= answered_s, (took_s, answered_s)
         # In-flight at the signal, finished after it: complete 202s, not cut off.
         for status, headers, body in finished:
             assert status == 202, (status, body)
@@ -125,9 +124,7 @@ def test_sigterm_api_completes_accepted_requests_and_every_job_runs(tmp_path: Pa
         after_signal = [o for o in outcomes if o.status == 202 and o.ended > signalled_at]
         print(
             f"\nAPI SIGTERM: slow clients accepted in {accepted_s:.2f}s; "
-            f"exited 0 after {took_s:.1f}s, "
-            f"{took_s - answered_s:.2f}s after the last in-flight answer "
-            f"(graceful timeout {GRACEFUL_S:.0f}s); "
+            f"exited 0 after {took_s:.1f}s (graceful timeout {GRACEFUL_S:.0f}s); "
             f"{SLOW_CLIENTS} requests mid-body at the signal got complete 202s "
             f"{BODY_DELAY_S}s later; {len(after_signal)} other 202s completed after the "
             f"signal; {len(failed)} later requests failed on the wire "
