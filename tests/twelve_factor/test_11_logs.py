@@ -63,9 +63,7 @@ def test_the_checker_flags_plain_text() -> None:
 def test_the_open_file_check_sees_a_log_held_open(tmp_path: Path) -> None:
     # The no-log-file check below relies on _open_for_writing; it must see one.
     held = tmp_path / "app.log"
-    code = (
-        f"import sys, time; f = open({str(held)!r}, 'a'); print('open', flush=True); time.sleep(60)"
-    )
+    code = f"import time; f = open({str(held)!r}, 'a'); print('open', flush=True); time.sleep(60)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
