@@ -30,13 +30,12 @@ from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util.http import ExcludeList, get_excluded_urls, parse_excluded_urls
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.common.telemetry import exporting_spans, propagating_context, tracer_provider
-from conveyor.common.trace_ids import preset_next_trace_id
+from conveyor.common.trace_ids import decide_server_span
 
 # Probes and scrapes would be most of the traces, and tell nothing.
 # OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) replaces this list.
@@ -81,7 +80,7 @@ def head_sampled(scope: Scope) -> bool:
     """The sampler's decision for this request's SERVER span, taken before FastAPI's telemetry.
 
     Sampled: FastAPI records the span, and a new trace gets the id decided on
-    (`preset_next_trace_id`), so the SDK's sampler agrees. Not sampled: the
+    (`decide_server_span`), so the SDK's sampler agrees. Not sampled: the
     request's context (caller's trace continued, or a new trace id, not
     sampled) is left in the scope for UnsampledContextMiddleware.
     """
@@ -89,14 +88,10 @@ def head_sampled(scope: Scope) -> bool:
     if provider is None:
         return True  # nothing exported: FastAPI's telemetry does nothing anyway
     parent_context = propagate.extract(_carrier(scope))
-    parent = trace.get_current_span(parent_context).get_span_context()
-    trace_id = parent.trace_id if parent.is_valid else provider.id_generator.generate_trace_id()
-    result = provider.sampler.should_sample(
-        parent_context, trace_id, scope.get("method", "HTTP"), SpanKind.SERVER
+    trace_id, sampled, trace_state = decide_server_span(
+        provider, parent_context, scope.get("method", "HTTP")
     )
-    if result.decision is Decision.RECORD_AND_SAMPLE:
-        if not parent.is_valid:
-            preset_next_trace_id(trace_id)
+    if sampled:
         return True
     span = NonRecordingSpan(
         SpanContext(
@@ -104,7 +99,7 @@ def head_sampled(scope: Scope) -> bool:
             span_id=random.getrandbits(64),
             is_remote=False,
             trace_flags=TraceFlags(TraceFlags.DEFAULT),
-            trace_state=result.trace_state,
+            trace_state=trace_state,
         )
     )
     scope[UNSAMPLED_CONTEXT] = trace.set_span_in_context(span, parent_context)
