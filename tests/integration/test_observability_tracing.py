@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -319,3 +320,50 @@ def test_bad_otel_variables_stop_the_process_before_any_work(process: str) -> No
     ], done.stderr
     # The worker stops in its main process, before any prefork child exists.
     assert "ready" not in done.stdout
+
+
+def test_an_unsampled_job_exports_nothing_and_its_logs_still_share_a_trace_id(
+    engines, tmp_path: Path, receiver: OtlpReceiver
+) -> None:  # type: ignore[no-untyped-def]
+    # The default sampler (parentbased_traceidratio) at ratio 0: no job is sampled.
+    stack = new_stack(
+        engines,
+        tmp_path,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_TRACES_SAMPLER_ARG="0",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+    )
+    try:
+        stack.start_api()
+        stack.start_worker(concurrency=1)
+        request_id = f"req-{uuid.uuid4().hex[:12]}"
+        with stack.client(stack.create_key("unsampled")) as client:
+            client.headers["X-Request-ID"] = request_id
+            job = submit(client, "sleep", {"ms": 10})
+            del client.headers["X-Request-ID"]
+            assert wait_terminal(client, job["id"])["status"] == "succeeded"
+        api, worker = stack.procs[0], stack.procs[1]
+
+        def finished() -> dict[str, Any] | None:
+            return next(
+                (
+                    line
+                    for line in json_lines(worker.output())
+                    if line.get("job_id") == job["id"] and line["message"] == "job finished"
+                ),
+                None,
+            )
+
+        worker_line = wait_until(finished, 10, what="the worker's job finished line")
+        access = next(
+            line
+            for line in json_lines(api.output())
+            if line.get("request_id") == request_id and line.get("path") == "/v1/jobs"
+        )
+    finally:
+        stack.stop()
+    assert len(access["trace_id"]) == 32
+    assert worker_line["trace_id"] == access["trace_id"]
+    time.sleep(0.5)  # two export intervals
+    assert receiver.trace(access["trace_id"]) == []
