@@ -41,7 +41,9 @@ class Bench:
             database_url=self.engines.database(f"bench_{uuid.uuid4().hex[:8]}"),
             redis_url=redis_url,
             log_dir=self.workdir / "logs",
-            extra_env={"LOG_LEVEL": "INFO", **env},
+            # Throwaway stacks: a running job's 1 s grace, so Ctrl-C stops a bench
+            # or a demo in seconds (a worker with jobs in hand waits out its grace).
+            extra_env={"LOG_LEVEL": "INFO", "WORKER_SHUTDOWN_GRACE_SECONDS": "1", **env},
         )
         stack.migrate()
         return stack

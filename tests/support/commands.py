@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.support.engines import dies_with_parent
+
 Pid = tuple[int, int]  # (pid, start time in ticks): a pid the kernel reuses is another process
 
 
@@ -75,21 +77,28 @@ class Command:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.seen: dict[Pid, str] = {}
+        self._seen: dict[Pid, str] = {}
+        self._lock = threading.Lock()
         self._watching = True
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
 
+    @property
+    def seen(self) -> dict[Pid, str]:
+        """Every process the command has started so far, by identity: command line."""
+        with self._lock:
+            return dict(self._seen)
+
     def _watch(self) -> None:
-        me = _identity(self.popen.pid)
-        if me:
-            self.seen[me] = cmdline(self.popen.pid)
+        pids = {self.popen.pid}
         while self._watching:
-            for pid in descendants(self.popen.pid):
+            for pid in pids:
                 found = _identity(pid)
-                if found and found not in self.seen:
-                    self.seen[found] = cmdline(pid)
+                if found and found not in self._seen:
+                    with self._lock:
+                        self._seen[found] = cmdline(pid)
             time.sleep(0.05)
+            pids = descendants(self.popen.pid)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -127,7 +136,7 @@ class Command:
         started = time.monotonic()
         deadline = started + seconds
         while time.monotonic() < deadline:
-            alive = [p for p in self.seen if running(p)]
+            alive = [p for p in self.seen if running(p)]  # a copy: the watcher adds
             if not alive and self.popen.poll() is not None:
                 self._watching = False
                 return time.monotonic() - started
@@ -158,9 +167,10 @@ def run_to_end(
     argv: Sequence[str], timeout: float, **kwargs: object
 ) -> subprocess.CompletedProcess[str]:
     """subprocess.run, but a test stopped by Ctrl-C or SIGTERM stops the command
-    gracefully (SIGTERM, then a wait) instead of SIGKILL, so its own cleanup runs."""
+    gracefully (SIGTERM, then a wait) instead of SIGKILL, so its own cleanup runs;
+    if pytest dies outright, the command gets SIGTERM from the kernel."""
     with subprocess.Popen(
-        list(argv),
+        dies_with_parent(list(argv)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

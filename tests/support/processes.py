@@ -201,7 +201,13 @@ class Stack:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(base_url=self.api_url, headers=headers, timeout=30)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM to every process at once, so their grace periods run side by side."""
+        for proc in self.procs:
+            proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         for proc in reversed(self.procs):
-            proc.stop()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(max(0.1, deadline - time.monotonic()))
+            proc.stop(timeout=0.1)  # kills what is left of it, children included
         self.procs.clear()
