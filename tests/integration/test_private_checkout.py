@@ -53,7 +53,7 @@ def private_dir() -> Iterator[Path]:
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_make_up_and_quickstart_from_a_0700_checkout(private_dir: Path) -> None:
+def test_make_up_quickstart_and_demo_from_a_0700_checkout(private_dir: Path) -> None:
     port_is_free(QUICKSTART_PORT)
     clone = private_clone(private_dir)
     env = {
@@ -87,6 +87,17 @@ def test_make_up_and_quickstart_from_a_0700_checkout(private_dir: Path) -> None:
         assert not target.exists() and not target.parent.exists()
     else:
         assert (cluster / "PG_VERSION").exists()
+
+    # The bench's and the demo's engines take the same path (the binaries' copy).
+    out = private_dir / "demo"
+    demo = Command(
+        ["make", "demo-scaling", f"ARGS=--smoke --out {out}"], clone, env, private_dir / "demo.log"
+    )
+    try:
+        assert demo.popen.wait(300) == 0, demo.output()[-3000:]
+    finally:
+        demo.kill()
+    assert (out / "scaling.png").exists() and "| cpu |" in (out / "scaling.md").read_text()
 
 
 def _without_venv(path: str) -> str:
