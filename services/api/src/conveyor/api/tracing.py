@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 
@@ -76,6 +77,14 @@ def _carrier(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
+@functools.cache
+def _propagated_headers() -> frozenset[bytes]:
+    # The header names the configured propagators read (OTEL_PROPAGATORS; by
+    # default traceparent, tracestate and baggage), as ASGI spells them.
+    fields = propagate.get_global_textmap().fields
+    return frozenset(name.lower().encode("latin-1") for name in fields)
+
+
 def head_sampled(scope: Scope) -> bool:
     """The sampler's decision for this request's SERVER span, taken before FastAPI's telemetry.
 
@@ -87,7 +96,11 @@ def head_sampled(scope: Scope) -> bool:
     provider = tracer_provider()
     if provider is None:
         return True  # nothing exported: FastAPI's telemetry does nothing anyway
-    parent_context = propagate.extract(_carrier(scope))
+    propagated = _propagated_headers()
+    if any(name in propagated for name, _ in scope["headers"]):
+        parent_context = propagate.extract(_carrier(scope))
+    else:
+        parent_context = Context()  # most requests: nothing to continue, skip the parsing
     trace_id, sampled, trace_state = decide_server_span(
         provider, parent_context, scope.get("method", "HTTP")
     )
