@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs
+.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs dashboard
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -20,6 +20,7 @@ help:
 	@echo "make loadtest  Locust against the running stack (second terminal)"
 	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
 	@echo "make docs      serve the docs site (MkDocs) at http://127.0.0.1:8001"
+	@echo "make dashboard regenerate the Grafana dashboard JSON from deploy/grafana/dashboard.py"
 
 install: $(VENV)/.installed
 
@@ -44,6 +45,10 @@ test-browser: install
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
+
+# The Grafana dashboard is generated (grafanalib); its test fails when the JSON is stale.
+dashboard: install
+	$(BIN)/python deploy/grafana/dashboard.py
 
 # Locust against the running `make up` stack (or CONVEYOR_URL + CONVEYOR_API_KEY).
 loadtest: install
