@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs dashboard
+.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs dashboard test-observability
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -37,11 +37,16 @@ up: install
 	WORKERS=$(WORKERS) $(BIN)/python scripts/run_stack.py
 
 test: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not container and not browser"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not container and not browser and not observability"
 
 # The dashboard in Debian's headless Chromium (apt-get install chromium); CI runs it.
 test-browser: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m browser
+
+# A real Prometheus (apt-get install prometheus) scrapes the stack: dashboard queries,
+# counts and the no-workers alert; CI runs it.
+test-observability: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m observability tests/observability
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
