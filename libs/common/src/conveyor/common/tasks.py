@@ -38,7 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         # A broker blip must not kill running jobs: they finish and record
-        # their result in Postgres, which is the truth; see kombu_patch.py.
+        # their result in Postgres, which is the truth; see conveyor/worker/compat/kombu.py.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_timeout": 3,
         "broker_transport_options": {

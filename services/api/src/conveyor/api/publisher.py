@@ -51,11 +51,11 @@ class JobPublisher:
         self.redis = redis
         self.celery = celery
         self.backoff_s = backoff_s
-        self._skip_until = 0.0
-        self._pending: list[tuple[list[str], asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self.skip_until = 0.0
+        self.pending: list[tuple[list[str], asyncio.Future[bool]]] = []
+        self.flusher: asyncio.Task[None] | None = None
 
-    def _build(
+    def build_message(
         self, job_id: uuid.UUID, kind: str, params: dict[str, Any]
     ) -> tuple[dict[str, Any], tuple[Any, ...]]:
         message = run_job_message(self.celery, job_id, kind, params)
@@ -72,15 +72,15 @@ class JobPublisher:
         )
         return redis_envelope(message), message.body
 
-    async def _send(self, jobs: Sequence[JobRef]) -> int:
-        if not jobs or time.monotonic() < self._skip_until:
+    async def send_batch(self, jobs: Sequence[JobRef]) -> int:
+        if not jobs or time.monotonic() < self.skip_until:
             return 0
-        built = [self._build(job_id, kind, params) for job_id, kind, params in jobs]
+        built = [self.build_message(job_id, kind, params) for job_id, kind, params in jobs]
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append(([json.dumps(message) for message, _ in built], done))
-        if self._flusher is None or self._flusher.done():
+        self.pending.append(([json.dumps(message) for message, _ in built], done))
+        if self.flusher is None or self.flusher.done():
             # A context of its own: the flush serves many requests, not the first.
-            self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
+            self.flusher = asyncio.create_task(self.flush(), context=contextvars.Context())
         if not await done:
             return 0
         for message, body in built:
@@ -93,15 +93,15 @@ class JobPublisher:
             )
         return len(built)
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         """Sends whatever requests queued up while the previous LPUSH was in
         flight, in one LPUSH (order kept), until nothing waits.
 
         Under load this turns dozens of round trips into one, which was a
         third of a submit's cost; an idle API still sends each message at once.
         """
-        while self._pending:
-            batch, self._pending = self._pending, []
+        while self.pending:
+            batch, self.pending = self.pending, []
             payloads = [payload for payloads, _ in batch for payload in payloads]
             sent = True
             try:
@@ -113,7 +113,7 @@ class JobPublisher:
                         await self.redis.lpush(JOBS_QUEUE, *payloads[start : start + _CHUNK])
             except Exception as exc:  # connection, timeout, OOM...: all mean "not sent"
                 sent = False
-                self._skip_until = time.monotonic() + self.backoff_s
+                self.skip_until = time.monotonic() + self.backoff_s
                 log.warning(
                     "publish failed; the reconciler will retry",
                     jobs=len(payloads),
@@ -124,11 +124,11 @@ class JobPublisher:
                     done.set_result(sent)
 
     async def publish(self, job_id: uuid.UUID, kind: str, params: dict[str, Any]) -> bool:
-        return await self._send([(job_id, kind, params)]) == 1
+        return await self.send_batch([(job_id, kind, params)]) == 1
 
     async def publish_many(self, jobs: Sequence[JobRef]) -> int:
         """Publish many in as few round trips as possible; returns how many were sent."""
-        return await self._send(jobs)
+        return await self.send_batch(jobs)
 
     def close(self) -> None:
         self.celery.close()
