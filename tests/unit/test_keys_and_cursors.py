@@ -33,8 +33,11 @@ def test_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(a, b)
 
     monkeypatch.setattr(keys.hmac, "compare_digest", recording)
-    keys.secret_matches("s", keys.hash_secret("s"))
-    assert len(calls) == 1
+    stored = keys.hash_secret("right")
+    assert keys.secret_matches("right", stored)
+    assert not keys.secret_matches("wrong", stored)
+    # Every check, match or not, goes through the constant-time comparison of the hashes.
+    assert calls == [(stored, stored), (keys.hash_secret("wrong"), stored)]
 
 
 def test_cursor_round_trip() -> None:
