@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 import yaml
-from helm_render import CHART, REPO, find, helm, render, render_failure
+from helm_render import CHART, NAMESPACE, REPO, find, helm, render, render_failure
 
 RULES = CHART / "prometheus" / "rules.yml"
 # Where a plain Prometheus finds them: a link to the chart's copy.
@@ -170,6 +170,7 @@ def test_prometheusrule_carries_the_rules_file():
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
     assert rule["metadata"]["name"] == "conveyor-alerts"
+    assert rule["metadata"]["namespace"] == NAMESPACE  # the release's, like the ServiceMonitors
     assert rule["metadata"]["labels"]["release"] == "kps"
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", rule["metadata"]["name"])
     assert set(rule["spec"]) == {"groups"}
