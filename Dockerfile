@@ -36,6 +36,8 @@ FROM base AS uv
 ENV PIP_CACHE_DIR=/var/cache/pip \
     UV_CACHE_DIR=/var/cache/uv
 COPY requirements/uv.txt /tmp/requirements/uv.txt
+# pip's cache is a BuildKit cache mount, never part of a layer (hence no --no-cache-dir).
+# hadolint ignore=DL3042
 RUN --mount=type=cache,target=/var/cache/pip \
     python -m pip install --quiet --root-user-action=ignore --require-hashes --no-deps \
       -r /tmp/requirements/uv.txt

