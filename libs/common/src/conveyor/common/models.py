@@ -102,6 +102,13 @@ class Job(Base):
                 f"status IN ({sql_statuses(JobStatus.QUEUED, JobStatus.RUNNING)})"
             ),
         ),
+        # The oldest runnable queued job (the API's queue age metric): min() of
+        # this expression over queued rows is the index's first entry.
+        Index(
+            "ix_jobs_queued_runnable_at",
+            text("coalesce(run_after, created_at)"),
+            postgresql_where=text(f"status = {sql_statuses(JobStatus.QUEUED)}"),
+        ),
         Index(
             "uq_jobs_tenant_idempotency_key",
             "tenant_id",

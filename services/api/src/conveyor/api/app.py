@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +16,7 @@ from conveyor.api.jobs.router import router as jobs_router
 from conveyor.api.metrics import make_api_metrics
 from conveyor.api.middleware import EdgeMiddleware
 from conveyor.api.problems import install_problem_handlers
+from conveyor.api.queue_age import refresh_queue_age
 from conveyor.api.settings import ApiSettings
 from conveyor.api.state import AppState
 from conveyor.api.tracing import instrument_app, telemetry_config
@@ -34,9 +37,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await AppState.build(settings, metrics)
         app.state.conveyor = state
+        queue_age = asyncio.create_task(refresh_queue_age(state.engine, metrics.queue_age))
         try:
             yield
         finally:
+            queue_age.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await queue_age
             await state.close()
 
     app = FastAPI(

@@ -3,6 +3,8 @@
 - RED by route template: `http_requests_total`, `http_request_duration_seconds`.
 - `conveyor_jobs_submitted_total` by kind.
 - `conveyor_queue_depth`: the broker's backlog (Redis LLEN), read at scrape time.
+- `conveyor_queue_oldest_job_age_seconds`: the oldest runnable queued job's wait,
+  read from Postgres by a lifespan task (queue_age.py).
 
 middleware.EdgeMiddleware records the HTTP series and writes the access log.
 """
@@ -18,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from conveyor.api.queue_age import QueueAgeCollector
 from conveyor.common.tasks import JOBS_QUEUE
 
 
@@ -27,6 +30,7 @@ class ApiMetrics:
     requests: Counter
     latency: Histogram
     jobs_submitted: Counter
+    queue_age: QueueAgeCollector  # fed by queue_age.refresh_queue_age in the lifespan
 
 
 class QueueDepthCollector(Collector):
@@ -75,8 +79,11 @@ def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
     registry = CollectorRegistry()
     if broker_url:
         registry.register(QueueDepthCollector(broker_url))
+    queue_age = QueueAgeCollector()
+    registry.register(queue_age)
     return ApiMetrics(
         registry=registry,
+        queue_age=queue_age,
         requests=Counter(
             "http_requests_total",
             "HTTP requests by method, route template and status.",
