@@ -83,6 +83,8 @@ def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
             'environment=METRICS_PORT="98%(process_num)02d",'
             f'HEARTBEAT_FILE="{RUN}/worker-%(process_num)d.heartbeat"\n'
             if name == "worker"
+            else 'environment=METRICS_PORT="9790"\n'  # the scheduler's, below the workers'
+            if name == "scheduler"
             else ""
         )
         command = shlex.join(dies_with_parent(shlex.split(procs[name])))

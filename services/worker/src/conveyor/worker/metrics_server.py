@@ -12,6 +12,9 @@
   no process's samples are read twice (never doubled);
 - live-process gauges drop a child's files when it exits (`mark_process_dead`),
   or at the next scrape if it was killed without a chance to say so.
+
+The scheduler, a single process, serves its own registry with `serve_registry`
+after `use_single_process_mode()`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.common.logging import get_logger
+
+if TYPE_CHECKING:  # imported for real only once the multiprocess mode is chosen
+    from prometheus_client import CollectorRegistry
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_MODES = ("liveall", "livesum", "livemax", "livemin", "livemostrecent")
@@ -113,13 +119,38 @@ class PruningMultiProcessCollector:
         return samples
 
 
+def use_single_process_mode() -> None:
+    """For a process without children (the scheduler): count in memory.
+
+    An inherited PROMETHEUS_MULTIPROC_DIR (one environment for every process)
+    would make prometheus_client write files there at import, and share the
+    worker's directory; it is dropped before that import.
+    """
+    os.environ.pop(MULTIPROC_ENV, None)
+    if "prometheus_client" in sys.modules:
+        from prometheus_client import values
+
+        if values.ValueClass is not values.MutexValue:
+            raise RuntimeError(
+                f"prometheus_client was imported with {MULTIPROC_ENV} set;"
+                " call use_single_process_mode() before importing it"
+            )
+
+
 def start_metrics_server(port: int, path: Path) -> bool:
     """Serve the children's summed metrics on `port`. False if it cannot bind
     (the worker runs on; a second worker on one host needs its own METRICS_PORT)."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
     registry.register(PruningMultiProcessCollector(path))
+    return serve_registry(port, registry)
+
+
+def serve_registry(port: int, registry: CollectorRegistry) -> bool:
+    """Serve `registry` on `port`'s /metrics from a daemon thread. False if it cannot bind."""
+    from prometheus_client import start_http_server
+
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:

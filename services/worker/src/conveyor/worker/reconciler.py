@@ -1,8 +1,14 @@
-"""One reconciliation pass: requeue lost work and re-publish lost messages."""
+"""One reconciliation pass: requeue lost work and re-publish lost messages.
+
+Each pass counts the expired leases it handled in `reconciler_metrics()`, which
+the scheduler serves on METRICS_PORT.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
 import redis
 from celery import Celery
@@ -13,7 +19,39 @@ from conveyor.common.tasks import JOBS_QUEUE, publish_run_job
 from conveyor.worker import repository
 from conveyor.worker.repository import JobRef
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter
+
 log = get_logger("conveyor.reconciler")
+
+
+@dataclass(frozen=True)
+class ReconcilerMetrics:
+    registry: CollectorRegistry
+    leases_requeued: Counter
+    leases_failed: Counter
+
+
+@cache
+def reconciler_metrics() -> ReconcilerMetrics:
+    """Built on first use, not at import: the scheduler first chooses
+    prometheus_client's single-process mode (metrics_server.use_single_process_mode)."""
+    from prometheus_client import CollectorRegistry, Counter
+
+    registry = CollectorRegistry()
+    return ReconcilerMetrics(
+        registry=registry,
+        leases_requeued=Counter(
+            "conveyor_reconciler_leases_requeued_total",
+            "Running jobs whose lease expired (worker lost) and that the reconciler queued again.",
+            registry=registry,
+        ),
+        leases_failed=Counter(
+            "conveyor_reconciler_leases_failed_total",
+            "Running jobs whose lease expired with no attempt left, failed by the reconciler.",
+            registry=registry,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +77,10 @@ def reconcile_once(
     engine: Engine, celery: Celery, broker: redis.Redis, *, queued_after_s: float
 ) -> PassResult:
     requeued, failed = repository.requeue_expired_leases(engine)
+    # Counted once committed, before anything below can raise.
+    metrics = reconciler_metrics()
+    metrics.leases_requeued.inc(len(requeued))
+    metrics.leases_failed.inc(failed)
     sent = _publish_all(celery, requeued)
     # Re-publish only as many stale jobs as the broker seems to be missing, so a
     # long but healthy backlog is not flooded with duplicates.

@@ -3,6 +3,8 @@
 Only one should run. If two do by mistake, a Postgres advisory lock lets one
 work while the other waits; and even without it, claims make duplicate
 messages harmless.
+
+It serves the reconciler's counters on METRICS_PORT's /metrics (0: none).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from conveyor.common.logging import configure_logging, get_logger
 from conveyor.common.settings import load_settings
 from conveyor.common.tasks import make_celery_client
 from conveyor.common.telemetry import configure_tracing
-from conveyor.worker.reconciler import reconcile_once
+from conveyor.worker.metrics_server import serve_registry, use_single_process_mode
+from conveyor.worker.reconciler import reconcile_once, reconciler_metrics
 from conveyor.worker.settings import SchedulerSettings
 
 SCHEDULER_LOCK_ID = 0x7363686564756C65  # "schedule"
@@ -38,6 +41,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+    use_single_process_mode()  # one process: no files, whatever the environment says
+    if settings.metrics_port:
+        serve_registry(settings.metrics_port, reconciler_metrics().registry)
 
     engine = make_sync_engine(settings, pool_size=2)
     celery = make_celery_client(settings, "conveyor-scheduler")

@@ -21,3 +21,6 @@ class SchedulerSettings(Settings):
     reconcile_interval_seconds: float = Field(default=5, gt=0, le=3600)
     # A job still queued this long probably lost its message: publish it again.
     reconcile_queued_after_seconds: float = Field(default=30, gt=0, le=86400)
+    # The reconciler's counters on /metrics; 0 turns it off. The worker's default
+    # port: in a pod of its own each serves "metrics" on 9808.
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
