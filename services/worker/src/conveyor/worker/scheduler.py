@@ -29,6 +29,7 @@ SCHEDULER_LOCK_ID = 0x7363686564756C65  # "schedule"
 
 
 def main() -> None:
+    use_single_process_mode()  # one process, no files: before anything imports prometheus_client
     settings = load_settings(SchedulerSettings)
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing("conveyor-scheduler")  # re-published jobs' traces start here
@@ -42,7 +43,6 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    use_single_process_mode()  # one process: no files, whatever the environment says
     if settings.metrics_port:
         serve_registry(settings.metrics_port, reconciler_metrics().registry)
 
