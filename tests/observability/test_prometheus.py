@@ -1,5 +1,5 @@
-"""A real Prometheus scrapes the API and two worker processes (prefork, two
-children each) while a known workload runs. Then every dashboard query, its
+"""A real Prometheus scrapes the API, two worker processes (prefork, two
+children each) and the scheduler while a known workload runs. Then every dashboard query, its
 variables substituted, returns data; the numbers match the workload; and the
 ConveyorNoWorkers alert fires for real once the workers stop with jobs queued.
 
@@ -19,7 +19,7 @@ import yaml
 
 from tests.conftest import new_stack
 from tests.observability.prometheus import Prometheus, prometheus_binary, run_prometheus
-from tests.support.engines import ROOT, Engines
+from tests.support.engines import ROOT, Engines, free_port
 from tests.support.jobs import submit
 from tests.support.processes import Proc, Stack
 
@@ -86,9 +86,11 @@ def observed(engines: Engines, tmp_path_factory: pytest.TempPathFactory) -> Iter
             stack.start_worker(concurrency=CONCURRENCY, RETRY_BACKOFF_SECONDS="0.1")
             for _ in range(WORKERS)
         ]
+        scheduler = stack.start_scheduler(METRICS_PORT=str(free_port()))
         jobs = {
             "conveyor-api": [f"127.0.0.1:{stack.api_port}"],
             "conveyor-worker": [f"127.0.0.1:{w.env['METRICS_PORT']}" for w in workers],
+            "conveyor-scheduler": [f"127.0.0.1:{scheduler.env['METRICS_PORT']}"],
         }
         with run_prometheus(
             binary, tmp_path_factory.mktemp("prometheus"), jobs, rule_groups()
@@ -150,6 +152,13 @@ def test_counts_match_the_workload(observed: Observed):
     assert prom.scalar("count(conveyor_worker_processes)") == WORKERS
     assert prom.scalar("sum(conveyor_worker_processes)") == WORKERS * CONCURRENCY
     assert prom.scalar('sum(http_requests_total{route="/v1/jobs",status="429"})') > 0
+    # Everything ran: nothing waits, and no worker was lost.
+    prom.wait_for(
+        "queue age back to 0",
+        lambda: prom.scalar("max(conveyor_queue_oldest_job_age_seconds)") == 0,
+    )
+    assert prom.scalar("sum(conveyor_reconciler_leases_requeued_total)") == 0
+    assert prom.scalar("sum(conveyor_reconciler_leases_failed_total)") == 0
     # Nothing is queued and workers are up: the no-workers alert stays quiet.
     assert not prom.query('ALERTS{alertname="ConveyorNoWorkers"}')
 
@@ -181,6 +190,10 @@ def test_no_workers_alert_fires_when_workers_stop_with_jobs_queued(observed: Obs
             assert response.status_code == 202, response.text
             queued += 1
     prom.wait_for("queue depth 3", lambda: prom.scalar("max(conveyor_queue_depth)") == 3)
+    prom.wait_for(
+        "queue age above 0",
+        lambda: prom.scalar("max(conveyor_queue_oldest_job_age_seconds)") > 0,
+    )
     firing = prom.wait_for(
         "ConveyorNoWorkers firing",
         lambda: prom.query('ALERTS{alertname="ConveyorNoWorkers",alertstate="firing"}'),
