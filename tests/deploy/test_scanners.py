@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helm_render import REPO, template
+from helm_render import REPO, find, render, template
 
 CHECKOV = REPO / ".venv" / "scanners" / "bin" / "checkov"
 
@@ -121,3 +121,22 @@ def test_checkov_reports_a_finding_it_is_shown(tmp_path):
         "      securityContext: {privileged: true}\n"
     )
     assert "CKV_K8S_16" in "\n".join(failures(run_checkov(manifest)))
+
+
+def test_skips_follow_the_values_and_the_worker_has_a_heartbeat_liveness_probe():
+    def skipped(manifests: list[dict], component: str) -> set[str]:
+        annotations = find(manifests, "Deployment", component)["metadata"]["annotations"]
+        return {v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")}
+
+    assert "CKV_K8S_8" in skipped(render(), "scheduler")
+    probe = {"exec": {"command": ["true"]}, "periodSeconds": 30}
+    assert "CKV_K8S_8" not in skipped(render([], {"scheduler.livenessProbe": probe}), "scheduler")
+    # The worker's liveness probe reads the heartbeat file its event loop touches.
+    worker = find(render(), "Deployment", "worker")
+    [container] = worker["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["exec"]["command"] == [
+        "python",
+        "-m",
+        "conveyor.worker.healthcheck",
+    ]
+    assert "CKV_K8S_8" not in skipped(render(), "worker")
