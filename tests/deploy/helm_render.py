@@ -205,7 +205,8 @@ COMBOS: dict[str, tuple[list[str], dict]] = {
             "metrics.scrapeAnnotations": True,
             "metrics.serviceMonitor.enabled": True,
             "config.otel.exporterOtlpEndpoint": "http://otel-collector:4318",
-            "config.otel.env": {"OTEL_TRACES_SAMPLER": "always_on"},
+            "config.otel.tracesSampler": "parentbased_always_on",
+            "config.otel.env": {"OTEL_METRICS_EXPORTER": "none"},
             "api.topologySpreadConstraints": [
                 {
                     "maxSkew": 1,

@@ -42,6 +42,8 @@ CONTRACT_ENV = {
     "OTEL_SERVICE_NAME",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_RESOURCE_ATTRIBUTES",
 }
 # Downward-API fields that OTEL_RESOURCE_ATTRIBUTES expands with $(...): the
@@ -151,6 +153,11 @@ def test_env_resolves_to_the_configured_values():
         "2",
         "9808",
         "none",
+    )
+    # Head sampling is the chart's default: one trace in ten.
+    assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == (
+        "parentbased_traceidratio",
+        "0.1",
     )
 
 

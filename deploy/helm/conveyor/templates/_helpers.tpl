@@ -95,6 +95,8 @@ IDEMPOTENCY_TTL_HOURS: {{ .Values.config.idempotencyTtlHours | quote }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 {{- end }}
 OTEL_TRACES_EXPORTER: {{ $otel.tracesExporter | default (ternary "otlp" "none" (ne $otel.exporterOtlpEndpoint "")) | quote }}
+OTEL_TRACES_SAMPLER: {{ $otel.tracesSampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ $otel.tracesSamplerArg | quote }}
 {{- range $k, $v := $otel.env }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end }}
