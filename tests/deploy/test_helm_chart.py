@@ -144,7 +144,7 @@ def test_service_and_ingress_reach_the_api():
 
 def test_metrics_annotations_and_service_monitors():
     manifests = rendered("all-optional")
-    for component, port in (("api", "8000"), ("worker", "9808")):
+    for component, port in (("api", "8000"), ("worker", "9808"), ("scheduler", "9808")):
         annotations = find(manifests, "Deployment", component)["spec"]["template"]["metadata"][
             "annotations"
         ]
@@ -154,8 +154,11 @@ def test_metrics_annotations_and_service_monitors():
         )
         monitor = find(manifests, "ServiceMonitor", component)
         assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    metrics_service = find(manifests, "Service", "worker")
-    assert metrics_service["spec"]["ports"][0]["targetPort"] == "metrics"
+    for component in ("worker", "scheduler"):
+        metrics_service = find(manifests, "Service", component)
+        assert metrics_service["spec"]["ports"][0]["targetPort"] == "metrics"
+        [container] = pod_spec(find(manifests, "Deployment", component))["containers"]
+        assert {"name": "metrics", "containerPort": 9808, "protocol": "TCP"} in container["ports"]
     default_api = find(rendered("default"), "Deployment", "api")
     assert "prometheus.io/scrape" not in default_api["spec"]["template"]["metadata"]["annotations"]
 
