@@ -128,9 +128,19 @@ def test_skips_follow_the_values_and_the_worker_has_a_heartbeat_liveness_probe()
         annotations = find(manifests, "Deployment", component)["metadata"]["annotations"]
         return {v.split("=")[0] for k, v in annotations.items() if k.startswith("checkov.io/skip")}
 
-    assert "CKV_K8S_8" in skipped(render(), "scheduler")
-    probe = {"exec": {"command": ["true"]}, "periodSeconds": 30}
-    assert "CKV_K8S_8" not in skipped(render([], {"scheduler.livenessProbe": probe}), "scheduler")
+    # The scheduler's liveness probe reads the heartbeat its loop touches; null turns it off.
+    assert "CKV_K8S_8" not in skipped(render(), "scheduler")
+    assert "CKV_K8S_8" in skipped(render([], {"scheduler.livenessProbe": None}), "scheduler")
+    scheduler = find(render(), "Deployment", "scheduler")
+    [container] = scheduler["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["exec"]["command"][:3] == [
+        "python",
+        "-m",
+        "conveyor.worker.healthcheck",
+    ]
+    assert {"name": "HEARTBEAT_FILE", "value": "/tmp/conveyor-scheduler.heartbeat"} in container[
+        "env"
+    ]
     # The worker's liveness probe reads the heartbeat file its event loop touches.
     worker = find(render(), "Deployment", "worker")
     [container] = worker["spec"]["template"]["spec"]["containers"]

@@ -247,7 +247,7 @@ advice was right the chart follows it instead (namespaces, probes, hardening). *
   "CKV_K8S_15" "image.pullPolicy is the operator's choice - IfNotPresent suits immutable release tags and kind-loaded images"
   "CKV_K8S_35" "twelve-factor config - the processes read DATABASE_URL and REDIS_URL from env only, each by secretKeyRef"
   "CKV_K8S_43" "images are addressed by release tag (image.tag) - a digest needs a registry the chart cannot assume"
-  "CKV_K8S_8" "the scheduler writes no heartbeat yet and its /metrics thread answers even while its loop is stuck - scheduler.livenessProbe adds a probe"
+  "CKV_K8S_8" "scheduler.livenessProbe is null - its heartbeat probe was turned off on purpose"
   "CKV_K8S_9" "no Service routes to this pod - readiness gates only endpoints"
 }}
 {{- range $i, $id := . }}

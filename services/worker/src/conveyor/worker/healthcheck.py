@@ -1,6 +1,7 @@
-"""`python -m conveyor.worker.healthcheck`: exit 0 while the worker's heartbeat is fresh.
+"""`python -m conveyor.worker.healthcheck`: exit 0 while a heartbeat file is fresh.
 
-For exec probes: the worker's event loop touches the file every 5 s.
+For exec probes: the worker's event loop touches its file every 5 s, the
+scheduler's loop once a tick (HEARTBEAT_FILE names the file for both).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 import redis
@@ -71,6 +72,10 @@ def main() -> None:
                         lock_conn.commit()
         except Exception as exc:  # a database or broker blip: next tick tries again
             log.warning("reconcile pass failed", error=f"{type(exc).__name__}: {exc}")
+        if settings.heartbeat_file:
+            # The loop is alive, whatever the pass found: a stuck loop is what a
+            # restart fixes, a database outage is not.
+            Path(settings.heartbeat_file).touch()
         stop.wait(settings.reconcile_interval_seconds)
     celery.close()
     engine.dispose()

@@ -24,3 +24,5 @@ class SchedulerSettings(Settings):
     # The reconciler's counters on /metrics; 0 turns it off. The worker's default
     # port: in a pod of its own each serves "metrics" on 9808.
     metrics_port: int = Field(default=9808, ge=0, le=65535)
+    # Touched once a tick, for an exec liveness probe; empty (the default) writes none.
+    heartbeat_file: str = ""
