@@ -138,9 +138,7 @@ def test_skips_follow_the_values_and_the_worker_has_a_heartbeat_liveness_probe()
         "-m",
         "conveyor.worker.healthcheck",
     ]
-    assert {"name": "HEARTBEAT_FILE", "value": "/tmp/conveyor-scheduler.heartbeat"} in container[
-        "env"
-    ]
+    assert find(render(), "ConfigMap")["data"]["HEARTBEAT_FILE"] == "/tmp/conveyor.heartbeat"
     # The worker's liveness probe reads the heartbeat file its event loop touches.
     worker = find(render(), "Deployment", "worker")
     [container] = worker["spec"]["template"]["spec"]["containers"]
