@@ -7,8 +7,11 @@ import sys
 
 from celery import Celery
 
+from conveyor.common.queues import DEFAULT_QUEUE, list_name
 from conveyor.common.settings import Settings
-from conveyor.common.tasks import JOBS_QUEUE, celery_config
+from conveyor.common.tasks import celery_config
+
+JOBS_QUEUE = list_name(DEFAULT_QUEUE)  # where the no-op tasks wait
 
 NOOP_TASK = "bench.noop"
 

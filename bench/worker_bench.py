@@ -11,7 +11,9 @@ import redis
 
 from bench.baseline_worker import NOOP_TASK, create_app
 from bench.harness import Bench, interleave, spawn, submit_batches, wait_until
-from conveyor.common.tasks import JOBS_QUEUE
+from conveyor.common.queues import DEFAULT_QUEUE, list_name
+
+JOBS_QUEUE = list_name(DEFAULT_QUEUE)  # where the no-op tasks wait
 
 POLL_S = 0.02
 

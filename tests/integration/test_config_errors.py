@@ -60,3 +60,27 @@ def test_every_bad_variable_gets_its_own_line() -> None:
     assert done.returncode != 0
     lines = sorted(done.stderr.strip().splitlines())
     assert [line.split()[2] for line in lines] == ["DATABASE_URL", "LOG_LEVEL", "PORT", "REDIS_URL"]
+
+
+@pytest.mark.parametrize(
+    ("process", "env", "expected"),
+    [
+        (
+            "worker",
+            {"WORKER_QUEUES": "cpu,gpu"},
+            "config error: WORKER_QUEUES names gpu, which no kind is routed to "
+            "(queues: cpu, default, io; see KIND_QUEUES)",
+        ),
+        ("worker", {"WORKER_QUEUES": "CPU"}, "config error: WORKER_QUEUES queue name 'CPU'"),
+        ("web", {"KIND_QUEUES": "sleep"}, "config error: KIND_QUEUES entry 'sleep' is not"),
+        ("scheduler", {"KIND_QUEUES": "sleep=io,sleep=cpu"}, "config error: KIND_QUEUES names"),
+    ],
+)
+def test_bad_queue_settings_exit_nonzero_with_one_line(process, env, expected) -> None:  # type: ignore[no-untyped-def]
+    done = run(
+        COMMANDS[process], base_env(DATABASE_URL="postgresql://h/db", REDIS_URL=GOOD_REDIS, **env)
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(expected), lines

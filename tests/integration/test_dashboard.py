@@ -48,6 +48,10 @@ def test_dashboard_loads_and_numbers_move(stack: Stack, browser, tmp_path: Path)
     page.goto(f"{stack.api_url}/dashboard#key={key}")
     page.wait_for_function("document.getElementById('succeeded').textContent === '0'")
     assert number(page, "workers") not in {"\u2013", "0", "n/a"}
+    # The stack's one worker serves every queue: one pool, each queue served.
+    queues = [row.split("\t") for row in number(page, "queues").splitlines()]
+    assert queues == [["cpu", "0", "1"], ["default", "0", "1"], ["io", "0", "1"]]
+    assert number(page, "pools").split("\t") == ["cpu,default,io", "1"]
     with stack.client(key) as client:
         for _ in range(40):
             submit(client, "sleep", {"ms": 50})

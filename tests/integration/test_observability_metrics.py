@@ -137,7 +137,8 @@ def test_api_counts_are_exact(after_jobs) -> None:  # type: ignore[no-untyped-de
     routes = {dict(labels)["route"] for (_, labels) in after if "route" in dict(labels)}
     assert {"/v1/jobs", "/v1/stats"} <= routes, routes
     assert not any(job_id in route for route in routes for job_id in after_jobs["jobs"])
-    assert value(after, "conveyor_queue_depth", queue="conveyor.jobs") == 0
+    assert value(after, "conveyor_queue_depth", queue="io") == 0
+    assert value(after, "conveyor_queue_depth", queue="default") == 0
 
 
 def test_a_killed_child_keeps_its_counts(after_jobs, worker) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +168,8 @@ def test_queue_depth_shows_the_backlog(metrics_stack: Stack, worker, after_jobs)
         for _ in range(5):
             submit(client, "sleep", {"ms": 1})
     samples = scrape(f"{metrics_stack.api_url}/metrics")
-    assert value(samples, "conveyor_queue_depth", queue="conveyor.jobs") == 5
+    assert value(samples, "conveyor_queue_depth", queue="io") == 5  # sleep jobs wait in io
+    assert value(samples, "conveyor_queue_depth", queue="cpu") == 0
 
 
 def _alive(pid: int) -> bool:

@@ -135,9 +135,10 @@ def test_the_developer_docs_table_matches_the_registry() -> None:
         if line.startswith("| `")
     ]
     assert [row[0] for row in rows] == list(KINDS)
-    for name, model, profile, limit, handler in rows:
+    for name, model, profile, queue, limit, handler in rows:
         spec = KINDS[name]
         assert (model, profile) == (spec.params_model.__name__, spec.profile), name
+        assert queue == spec.queue, name
         assert spec.handler.endswith(f":{handler}"), name
         if callable(spec.time_limit_s):
             assert "+" in limit, (name, limit)  # it grows with the params

@@ -24,7 +24,7 @@ from celery.contrib.testing.worker import start_worker
 from kombu.transport import memory
 
 from conveyor.api.publisher import JobPublisher
-from conveyor.common.run_job_message import JOBS_QUEUE, RUN_JOB_TASK
+from conveyor.common.run_job_message import RUN_JOB_TASK
 from conveyor.common.settings import Settings
 from conveyor.common.tasks import celery_config, publish_run_job
 from conveyor.common.telemetry import PUBLISHED_AT_HEADER
@@ -51,8 +51,11 @@ def _api_envelope(app: Celery, job_id: uuid.UUID, kind: str, params: dict[str, A
     return envelope
 
 
-def _queued() -> list[Any]:
-    queue = memory.Channel.queues.get(JOBS_QUEUE)  # shared by every memory:// connection
+QUEUES = ("conveyor.jobs.io", "conveyor.jobs.cpu", "conveyor.jobs.default")
+
+
+def _queued(name: str) -> list[Any]:
+    queue = memory.Channel.queues.get(name)  # shared by every memory:// connection
     items = []
     while queue is not None and not queue.empty():
         items.append(queue.get_nowait())
@@ -61,9 +64,11 @@ def _queued() -> list[Any]:
 
 @pytest.fixture(autouse=True)
 def _empty_memory_broker() -> Iterator[None]:
-    memory.Channel.queues.pop(JOBS_QUEUE, None)
+    for name in QUEUES:
+        memory.Channel.queues.pop(name, None)
     yield
-    memory.Channel.queues.pop(JOBS_QUEUE, None)
+    for name in QUEUES:
+        memory.Channel.queues.pop(name, None)
 
 
 @pytest.fixture
@@ -82,7 +87,7 @@ def test_the_api_and_a_retry_send_the_same_headers_for_the_same_job() -> None:
     job_id, kind, params = uuid.uuid4(), "sleep", {"ms": 1500}
     ours = _api_envelope(app, job_id, kind, params)
     publish_run_job(app, job_id, kind, params, countdown=2.5)  # as run_job's retry calls it
-    (retry,) = _queued()
+    (retry,) = _queued("conveyor.jobs.io")
     app.close()
 
     def same_for_the_job(headers: dict[str, Any]) -> dict[str, Any]:
@@ -111,11 +116,14 @@ def test_a_celery_worker_runs_the_message_of_either_path() -> None:
             both_ran.set()
 
     api_job, retried_job = uuid.uuid4(), uuid.uuid4()
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+    served = "conveyor.jobs.cpu,conveyor.jobs.default"  # the api path sends hash, the retry fail
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=served
+    ):
         envelope = _api_envelope(app, api_job, "hash", {"data": "x", "iterations": 1})
         with app.connection_for_write() as conn:
             channel = cast(memory.Channel, conn.default_channel)
-            channel._put(JOBS_QUEUE, envelope)  # what LPUSH leaves in Redis
+            channel._put("conveyor.jobs.cpu", envelope)  # what LPUSH leaves in Redis
         publish_run_job(app, retried_job, "fail", {"rate": 1.0}, countdown=0.2)
         assert both_ran.wait(15), ran
     app.close()

@@ -73,6 +73,9 @@ class KindSpec:
     profile: Literal["io", "cpu", "fault"]
     time_limit_s: TimeLimit
     example: Example
+    # The queue its jobs wait in (queues.py), so a worker pool serves it;
+    # KIND_QUEUES overrides it per deployment.
+    queue: str = "default"
 
     def time_limits(self, params: dict[str, Any]) -> tuple[float, float]:
         """(soft, hard) seconds for one attempt of a job with these params."""
@@ -99,6 +102,7 @@ _BUILT_IN = (
         # The sleep itself, plus the 30 s every short kind gets.
         time_limit_s=lambda params: 30 + params["ms"] / 1000,
         example=Example("IO-bound: sleep 250 ms", {"ms": 250}),
+        queue="io",
     ),
     KindSpec(
         name="hash",
@@ -108,6 +112,7 @@ _BUILT_IN = (
         profile="cpu",
         time_limit_s=300,
         example=Example("CPU-bound: 100k SHA-256 rounds", {"data": "hello", "iterations": 100000}),
+        queue="cpu",
     ),
     KindSpec(
         name="primes",
@@ -117,6 +122,7 @@ _BUILT_IN = (
         profile="cpu",
         time_limit_s=300,
         example=Example("CPU-bound: count primes up to 1,000,000", {"limit": 1000000}),
+        queue="cpu",
     ),
     KindSpec(
         name="fail",
@@ -131,6 +137,7 @@ _BUILT_IN = (
         example=Example(
             "Fault injection: fail half the attempts", {"rate": 0.5, "seed": 7}, max_attempts=5
         ),
+        queue="default",
     ),
 )
 

@@ -20,10 +20,12 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 
 from conveyor.common.kinds import KINDS
+from conveyor.common.queues import DEFAULT_QUEUE, kind_routes, list_name
 
-# The task's name and queue (re-exported by `tasks`, which most code imports).
+# The task's name (re-exported by `tasks`, which most code imports).
 RUN_JOB_TASK = "conveyor.run_job"
-JOBS_QUEUE = "conveyor.jobs"
+# Where a sender's Celery app keeps its kind -> queue routes (tasks.celery_config).
+ROUTES_CONF_KEY = "conveyor_queue_routes"
 
 
 class RunJobMessage(NamedTuple):
@@ -85,13 +87,22 @@ def run_job_message(
     return RunJobMessage(headers, properties, body, sent_event)
 
 
-# kombu's Redis transport: a direct queue at priority 0 is the list named after it.
-_DELIVERY_INFO = {"exchange": "", "routing_key": JOBS_QUEUE}
+def app_routes(app: Celery) -> dict[str, str]:
+    """The app's kind -> queue routes (KIND_QUEUES applied), else the registry's."""
+    routes = app.conf.get(ROUTES_CONF_KEY)
+    return dict(routes) if routes else kind_routes()
 
 
-def redis_envelope(message: RunJobMessage) -> dict[str, Any]:
-    """The message as kombu's Redis transport stores it in the queue's list
-    (JSON-encoded, then LPUSH): what `Producer.publish` would have written."""
+def job_queue(app: Celery, kind: str) -> str:
+    """The Redis list (Celery queue) a job of `kind` goes to: its kind's queue
+    in the app's routes, `default` for a kind unknown here."""
+    return list_name(app_routes(app).get(kind, DEFAULT_QUEUE))
+
+
+def redis_envelope(message: RunJobMessage, queue: str) -> dict[str, Any]:
+    """The message as kombu's Redis transport stores it in `queue`'s list
+    (JSON-encoded, then LPUSH): what `Producer.publish` would have written.
+    A direct queue at priority 0 is the list named after it."""
     return {
         "body": base64.b64encode(json.dumps(message.body).encode()).decode(),
         "content-encoding": "utf-8",
@@ -100,7 +111,7 @@ def redis_envelope(message: RunJobMessage) -> dict[str, Any]:
         "properties": {
             **message.properties,
             "delivery_mode": 2,
-            "delivery_info": _DELIVERY_INFO,
+            "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),

@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conveyor.common.queues import kind_routes, parse_kind_queues
+
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     default_max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     retry_backoff_max_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # Overrides of the kind -> queue routing, `kind=queue,...` (queues.py).
+    kind_queues: str = ""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -71,6 +75,12 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("kind_queues")
+    @classmethod
+    def _check_kind_queues(cls, value: str) -> str:
+        parse_kind_queues(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -91,6 +101,11 @@ class Settings(BaseSettings):
     @property
     def sync_database_url(self) -> str:
         return _with_driver(self.database_url.get_secret_value(), "psycopg")
+
+    @property
+    def queue_routes(self) -> dict[str, str]:
+        """Each kind's queue: the registry's, with KIND_QUEUES applied."""
+        return kind_routes(parse_kind_queues(self.kind_queues))
 
     @property
     def broker_url(self) -> str:

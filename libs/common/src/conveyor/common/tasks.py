@@ -1,4 +1,4 @@
-"""Task names, the queue, and the Celery configuration shared by sender and worker.
+"""Task names, queue routes, and the Celery configuration shared by sender and worker.
 
 The API never imports the worker: it sends `conveyor.run_job` by name with a
 client app built here. The message itself is built in `run_job_message`, for
@@ -12,9 +12,9 @@ from typing import Any
 
 from celery import Celery
 
-from conveyor.common.run_job_message import JOBS_QUEUE as JOBS_QUEUE
+from conveyor.common.queues import DEFAULT_QUEUE, list_name
+from conveyor.common.run_job_message import ROUTES_CONF_KEY, job_queue, run_job_message
 from conveyor.common.run_job_message import RUN_JOB_TASK as RUN_JOB_TASK
-from conveyor.common.run_job_message import run_job_message
 from conveyor.common.settings import Settings
 
 # Each worker process keeps `<prefix><nodename>` alive in Redis while it runs.
@@ -25,7 +25,9 @@ WORKER_PRESENCE_TTL_S = 15
 def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
-        "task_default_queue": JOBS_QUEUE,
+        "task_default_queue": list_name(DEFAULT_QUEUE),
+        # Each kind's queue (queues.py), read by run_job_message.job_queue.
+        ROUTES_CONF_KEY: settings.queue_routes,
         "task_serializer": "json",
         "accept_content": ["json"],
         # Results live in Postgres; Celery's result backend would be a second truth.
@@ -80,4 +82,6 @@ def publish_run_job(
     """
     message = run_job_message(app, job_id, kind, params, countdown=countdown)
     with app.producer_or_acquire(producer) as pub:
-        app.amqp.send_task_message(pub, RUN_JOB_TASK, message, queue=JOBS_QUEUE, retry=False)
+        app.amqp.send_task_message(
+            pub, RUN_JOB_TASK, message, queue=job_queue(app, kind), retry=False
+        )

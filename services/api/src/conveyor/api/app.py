@@ -20,6 +20,7 @@ from conveyor.api.queue_age import refresh_queue_age
 from conveyor.api.settings import ApiSettings
 from conveyor.api.state import AppState
 from conveyor.api.tracing import instrument_app, telemetry_config
+from conveyor.common.queues import all_queues
 
 DESCRIPTION = """
 Submit jobs, read their results, list them, and cancel the ones still queued.
@@ -31,7 +32,7 @@ details (`application/problem+json`).
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    metrics = make_api_metrics(settings.broker_url)
+    metrics = make_api_metrics(settings.broker_url, all_queues(settings.queue_routes))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

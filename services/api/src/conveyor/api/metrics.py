@@ -2,7 +2,9 @@
 
 - RED by route template: `http_requests_total`, `http_request_duration_seconds`.
 - `conveyor_jobs_submitted_total` by kind.
-- `conveyor_queue_depth`: the broker's backlog (Redis LLEN), read at scrape time.
+- `conveyor_queue_depth{queue}`: each queue's backlog (Redis LLEN), and
+  `conveyor_pool_workers{pool}`: each worker pool's processes online (their
+  presence keys), both read at scrape time (pools.py).
 - `conveyor_queue_oldest_job_age_seconds`: the oldest runnable queued job's wait,
   read from Postgres by a lifespan task (queue_age.py).
 
@@ -20,8 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from conveyor.api.pools import read_sync
 from conveyor.api.queue_age import QueueAgeCollector
-from conveyor.common.tasks import JOBS_QUEUE
 
 
 @dataclass(frozen=True)
@@ -34,32 +36,37 @@ class ApiMetrics:
 
 
 class QueueDepthCollector(Collector):
-    """`conveyor_queue_depth{queue}`: LLEN of the Celery queue's Redis list, per scrape.
+    """`conveyor_queue_depth{queue}`: LLEN of each queue's Redis list, and
+    `conveyor_pool_workers{pool}`: the worker processes online per pool, per scrape.
 
     /metrics renders on a worker thread (health.py), so the blocking client is
     fine; a short timeout keeps a sick Redis from stalling the scrape. When Redis
     does not answer, the series is absent (and `/readyz` says why).
     """
 
-    def __init__(self, broker_url: str, queues: Iterable[str] = (JOBS_QUEUE,)) -> None:
+    def __init__(self, broker_url: str, queues: Iterable[str]) -> None:
         self.broker_url = broker_url
         self.queues = tuple(queues)
         self.client: redis.Redis | None = None
         self.lock = threading.Lock()
 
-    def family(self) -> GaugeMetricFamily:
+    def families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return GaugeMetricFamily(
             "conveyor_queue_depth",
             "Job messages waiting in the broker for a worker (Redis LLEN), by queue.",
             labels=["queue"],
+        ), GaugeMetricFamily(
+            "conveyor_pool_workers",
+            "Worker processes online (fresh heartbeat), by pool: the queues they serve.",
+            labels=["pool"],
         )
 
     def describe(self) -> Iterable[Metric]:
         # Registration calls describe(), not collect(): no Redis call at startup.
-        return [self.family()]
+        return list(self.families())
 
     def collect(self) -> Iterable[Metric]:
-        family = self.family()
+        depth, workers = self.families()
         try:
             with self.lock:
                 if self.client is None:
@@ -67,18 +74,21 @@ class QueueDepthCollector(Collector):
                         self.broker_url, socket_timeout=0.5, socket_connect_timeout=0.5
                     )
                 client = self.client
-            for queue in self.queues:
-                family.add_metric([queue], float(client.llen(queue)))
+            view = read_sync(client, self.queues)
         except (redis.RedisError, OSError):
             return []
-        return [family]
+        for queue, count in view.depths.items():
+            depth.add_metric([queue], float(count))
+        for pool, count in view.pools.items():
+            workers.add_metric([pool], float(count))
+        return [depth, workers]
 
 
-def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
+def make_api_metrics(broker_url: str | None = None, queues: Iterable[str] = ()) -> ApiMetrics:
     # A registry per app, so tests can build many apps in one process.
     registry = CollectorRegistry()
     if broker_url:
-        registry.register(QueueDepthCollector(broker_url))
+        registry.register(QueueDepthCollector(broker_url, queues))
     queue_age = QueueAgeCollector()
     registry.register(queue_age)
     return ApiMetrics(

@@ -29,8 +29,8 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from conveyor.common.logging import get_logger
 from conveyor.common.run_job_message import (
-    JOBS_QUEUE,
     RUN_JOB_TASK,
+    job_queue,
     redis_envelope,
     run_job_message,
 )
@@ -52,32 +52,39 @@ class JobPublisher:
         self.celery = celery
         self.backoff_s = backoff_s
         self.skip_until = 0.0
-        self.pending: list[tuple[list[str], asyncio.Future[bool]]] = []
+        # Per request: (queue's list, JSON message) for each job, and its outcome.
+        self.pending: list[tuple[list[tuple[str, str]], asyncio.Future[bool]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
     def build_message(
         self, job_id: uuid.UUID, kind: str, params: dict[str, Any]
     ) -> tuple[dict[str, Any], tuple[Any, ...]]:
         message = run_job_message(self.celery, job_id, kind, params)
+        queue = job_queue(self.celery, kind)
         # Tracing injects `traceparent` here, telemetry stamps the publish time.
         signals.before_task_publish.send(
             sender=RUN_JOB_TASK,
             body=message.body,
             exchange="",
-            routing_key=JOBS_QUEUE,
+            routing_key=queue,
             declare=[],
             headers=message.headers,
             properties=message.properties,
             retry_policy={},
         )
-        return redis_envelope(message), message.body
+        return redis_envelope(message, queue), message.body
 
     async def send_batch(self, jobs: Sequence[JobRef]) -> int:
         if not jobs or time.monotonic() < self.skip_until:
             return 0
         built = [self.build_message(job_id, kind, params) for job_id, kind, params in jobs]
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.pending.append(([json.dumps(message) for message, _ in built], done))
+        self.pending.append(
+            (
+                [(_routing_key(message), json.dumps(message)) for message, _ in built],
+                done,
+            )
+        )
         if self.flusher is None or self.flusher.done():
             # A context of its own: the flush serves many requests, not the first.
             self.flusher = asyncio.create_task(self.flush(), context=contextvars.Context())
@@ -89,7 +96,7 @@ class JobPublisher:
                 body=body,
                 headers=message["headers"],
                 exchange="",
-                routing_key=JOBS_QUEUE,
+                routing_key=_routing_key(message),
             )
         return len(built)
 
@@ -99,24 +106,29 @@ class JobPublisher:
 
         Under load this turns dozens of round trips into one, which was a
         third of a submit's cost; an idle API still sends each message at once.
+        One LPUSH per queue's list in the batch, each list in submit order.
         """
         while self.pending:
             batch, self.pending = self.pending, []
-            payloads = [payload for payloads, _ in batch for payload in payloads]
+            by_list: dict[str, list[str]] = {}
+            for messages, _ in batch:
+                for queue, payload in messages:
+                    by_list.setdefault(queue, []).append(payload)
             sent = True
             try:
                 # Outside any request, so the Redis span would be dropped anyway
                 # (telemetry: no orphan CLIENT spans); each job's publish span
                 # covers it. Skipping it saves its sampling work per flush.
                 with suppress_instrumentation():
-                    for start in range(0, len(payloads), _CHUNK):
-                        await self.redis.lpush(JOBS_QUEUE, *payloads[start : start + _CHUNK])
+                    for queue, payloads in by_list.items():
+                        for start in range(0, len(payloads), _CHUNK):
+                            await self.redis.lpush(queue, *payloads[start : start + _CHUNK])
             except Exception as exc:  # connection, timeout, OOM...: all mean "not sent"
                 sent = False
                 self.skip_until = time.monotonic() + self.backoff_s
                 log.warning(
                     "publish failed; the reconciler will retry",
-                    jobs=len(payloads),
+                    jobs=sum(len(payloads) for payloads in by_list.values()),
                     error=f"{type(exc).__name__}: {exc}",
                 )
             for _, done in batch:
@@ -132,3 +144,8 @@ class JobPublisher:
 
     def close(self) -> None:
         self.celery.close()
+
+
+def _routing_key(envelope: dict[str, Any]) -> str:
+    """The queue's list an envelope goes to (redis_envelope put it there)."""
+    return str(envelope["properties"]["delivery_info"]["routing_key"])

@@ -1,10 +1,11 @@
 """/v1/stats: the caller's job counts, throughput, latency and recent failures,
-plus the shared queue depth and the workers online. The dashboard polls it."""
+plus each queue's depth and each worker pool's workers. The dashboard polls it."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -12,9 +13,10 @@ from sqlalchemy import text
 
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep
 from conveyor.api.jobs.service import count_by_status
+from conveyor.api.pools import BrokerView, read_async
 from conveyor.api.problems import problem_responses
 from conveyor.common.models import JobStatus, sql_statuses
-from conveyor.common.tasks import JOBS_QUEUE, WORKER_PRESENCE_PREFIX
+from conveyor.common.queues import all_queues
 
 router = APIRouter(prefix="/v1", tags=["stats"])
 
@@ -49,16 +51,34 @@ class Failure(BaseModel):
     finished_at: datetime
 
 
+class QueueStats(BaseModel):
+    depth: int = Field(description="Messages waiting in this queue for any tenant")
+    workers: int = Field(description="Worker processes online that serve this queue")
+
+
 class Stats(BaseModel):
     counts: dict[str, int] = Field(
         description="This tenant's jobs by status",
         examples=[{"queued": 3, "running": 2, "succeeded": 40, "failed": 1, "cancelled": 0}],
     )
     queue_depth: int | None = Field(
-        description="Messages waiting in the broker for any tenant; null if it is unreachable"
+        description="Messages waiting in the broker for any tenant, every queue together; "
+        "null if it is unreachable"
     )
     workers_online: int | None = Field(
         description="Worker processes with a fresh heartbeat; null if the broker is unreachable"
+    )
+    queues: dict[str, QueueStats] | None = Field(
+        default=None,
+        description="Each queue's depth and the workers serving it; null if the broker "
+        "is unreachable",
+        examples=[{"cpu": {"depth": 12, "workers": 2}, "io": {"depth": 0, "workers": 1}}],
+    )
+    pools: dict[str, int] | None = Field(
+        default=None,
+        description="Worker processes online per pool, a pool named by the queues it serves "
+        "(`cpu`, `default,io`); null if the broker is unreachable",
+        examples=[{"cpu": 2, "default,io": 1}],
     )
     throughput_per_s: float = Field(
         description=f"This tenant's jobs finished per second over the last {THROUGHPUT_WINDOW_S} s"
@@ -70,15 +90,25 @@ class Stats(BaseModel):
     recent_failures: list[Failure] = Field(description="The last five failed jobs")
 
 
-async def _broker_numbers(state: StateDep) -> tuple[int | None, int | None]:
+async def _broker_view(state: StateDep) -> BrokerView | None:
     try:
-        depth = int(await state.redis.llen(JOBS_QUEUE))
-        workers = 0
-        async for _ in state.redis.scan_iter(match=f"{WORKER_PRESENCE_PREFIX}*", count=100):
-            workers += 1
-        return depth, workers
+        return await read_async(state.redis, all_queues(state.settings.queue_routes))
     except Exception:  # the broker is down: say so with nulls, not an error
-        return None, None
+        return None
+
+
+def _broker_fields(broker: BrokerView | None) -> dict[str, Any]:
+    if broker is None:
+        return {"queue_depth": None, "workers_online": None, "queues": None, "pools": None}
+    return {
+        "queue_depth": broker.total_depth,
+        "workers_online": broker.total_workers,
+        "queues": {
+            queue: QueueStats(depth=depth, workers=broker.queue_workers[queue])
+            for queue, depth in broker.depths.items()
+        },
+        "pools": broker.pools,
+    }
 
 
 @router.get(
@@ -93,11 +123,10 @@ async def stats(principal: PrincipalDep, session: SessionDep, state: StateDep) -
     windows = {"throughput_s": THROUGHPUT_WINDOW_S, "latency_s": LATENCY_WINDOW_S}
     finished_recently, p95 = (await session.execute(_RECENT, tenant | windows)).one()
     failures = (await session.execute(_FAILURES, tenant)).mappings().all()
-    depth, workers = await _broker_numbers(state)
+    broker = await _broker_view(state)
     return Stats(
         counts=counts,
-        queue_depth=depth,
-        workers_online=workers,
+        **_broker_fields(broker),
         throughput_per_s=round(int(finished_recently) / THROUGHPUT_WINDOW_S, 2),
         latency_p95_ms=None if p95 is None else round(float(p95), 1),
         recent_failures=[Failure.model_validate(dict(row)) for row in failures],

@@ -1,4 +1,5 @@
-"""`python -m conveyor.worker`: a Celery worker consuming `conveyor.jobs`."""
+"""`python -m conveyor.worker`: a Celery worker consuming the queues in WORKER_QUEUES
+(every queue when it is empty)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import socket
 # unbounded warm shutdown. Billiard reads this at import, so set it first.
 os.environ.setdefault("REMAP_SIGTERM", "SIGQUIT")
 
+from conveyor.common.queues import worker_lists
 from conveyor.common.settings import load_settings
-from conveyor.common.tasks import JOBS_QUEUE
 from conveyor.worker.app import configure_worker_logging, create_celery_app, release_node_jobs
 from conveyor.worker.settings import WorkerSettings
 
@@ -30,7 +31,7 @@ def main() -> None:
                 f"--concurrency={settings.worker_concurrency}",
                 "--pool=prefork",
                 f"--hostname={nodename}",
-                f"--queues={JOBS_QUEUE}",
+                f"--queues={','.join(worker_lists(settings.served_queues))}",
                 "--without-gossip",
                 "--without-mingle",
             ]

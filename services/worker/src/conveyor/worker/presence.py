@@ -4,6 +4,7 @@ so the API can count workers online without asking Celery."""
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,16 @@ class HeartbeatStep(bootsteps.StartStopStep):
             settings.broker_url, socket_timeout=2, socket_connect_timeout=2
         )
         client = self.redis
+        # What the API's /v1/stats and /metrics count per queue and per pool.
+        presence = json.dumps(
+            {"concurrency": settings.worker_concurrency, "queues": list(settings.served_queues)}
+        )
 
         def beat() -> None:
             path.touch()
             # The broker may be down; presence comes back with it.
             with contextlib.suppress(redis.RedisError):
-                client.set(key, settings.worker_concurrency, ex=WORKER_PRESENCE_TTL_S)
+                client.set(key, presence, ex=WORKER_PRESENCE_TTL_S)
 
         beat()
         self.tref = parent.timer.call_repeatedly(BEAT_S, beat, priority=10)

@@ -15,7 +15,9 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from conveyor.common.logging import get_logger
-from conveyor.common.tasks import JOBS_QUEUE, publish_run_job
+from conveyor.common.queues import all_queues, worker_lists
+from conveyor.common.run_job_message import app_routes
+from conveyor.common.tasks import publish_run_job
 from conveyor.worker import repository
 from conveyor.worker.repository import JobRef
 
@@ -85,7 +87,8 @@ def reconcile_once(
     # Re-publish only as many stale jobs as the broker seems to be missing, so a
     # long but healthy backlog is not flooded with duplicates.
     try:
-        depth = int(broker.llen(JOBS_QUEUE))
+        lists = worker_lists(all_queues(app_routes(celery)))  # every queue's list
+        depth = sum(int(broker.llen(name)) for name in lists)
     except redis.RedisError:
         depth = None
     if depth is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
+from conveyor.common.queues import all_queues, kind_routes, parse_kind_queues, parse_queue_list
 from conveyor.common.settings import Settings
 
 
@@ -15,6 +16,29 @@ class WorkerSettings(Settings):
     worker_shutdown_grace_seconds: float = Field(default=8, ge=0, le=3600)
     metrics_port: int = Field(default=9808, ge=0, le=65535)
     heartbeat_file: str = "/tmp/conveyor-worker.heartbeat"  # noqa: S108 - /tmp is the one writable dir
+    # The queues this worker serves, `cpu,io`; empty serves every queue (one pool for all).
+    worker_queues: str = ""
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _check_worker_queues(cls, value: str, info: ValidationInfo) -> str:
+        named = parse_queue_list(value)
+        try:
+            known = all_queues(kind_routes(parse_kind_queues(info.data.get("kind_queues", ""))))
+        except ValueError:  # KIND_QUEUES itself is bad, and says so
+            return value
+        unknown = sorted(set(named) - set(known))
+        if unknown:
+            raise ValueError(
+                f"names {', '.join(unknown)}, which no kind is routed to "
+                f"(queues: {', '.join(known)}; see KIND_QUEUES)"
+            )
+        return value
+
+    @property
+    def served_queues(self) -> tuple[str, ...]:
+        """The queues this worker consumes: WORKER_QUEUES, or every queue."""
+        return parse_queue_list(self.worker_queues) or all_queues(self.queue_routes)
 
 
 class SchedulerSettings(Settings):
