@@ -2,7 +2,8 @@
 
 Embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL are set), then
 the `release` process (migrations), an API key for tenant `dev`, and the
-Procfile's `web`, `worker` (x WORKERS) and `scheduler` under supervisord,
+Procfile's `web`, `worker` (WORKERS: a count, or pools such as `cpu:2,io:1`,
+see stack_pools.py) and `scheduler` under supervisord,
 which restarts any process that dies, the way a cluster restarts a pod.
 Ctrl-C or SIGTERM stops everything gracefully, engines last.
 """
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifecycle import dies_with_parent, ignore_stop_signals, stop_on_signals
 from local_engines import LocalPostgres, LocalRedis
 from procfile import ROOT, read_procfile
+from stack_pools import Pool, parse_workers, unserved
 
 DATA = Path(os.environ.get("CONVEYOR_DATA_DIR", ROOT / ".data")).resolve()
 RUN = DATA / "run"
@@ -64,7 +66,19 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
+def _worker_env(pool: Pool) -> str:
+    # Each worker process serves its metrics on its own port (9800, 9801, ...;
+    # process numbers run on across pools) and beats its own heartbeat file,
+    # inside .data/ rather than a shared /tmp.
+    queues = f',WORKER_QUEUES="{",".join(pool.queues)}"' if pool.queues else ""
+    return (
+        'environment=METRICS_PORT="98%(process_num)02d",'
+        f'HEARTBEAT_FILE="{RUN}/worker-%(process_num)d.heartbeat"{queues}\n'
+    )
+
+
+def supervisord_conf(procs: dict[str, str], pools: list[Pool], stopwait: int) -> str:
+    programs = ["web", *(pool.program for pool in pools), "scheduler"]
     sections = [
         "[supervisord]\nnodaemon=true\nsilent=true\nlogfile=/dev/null\nlogfile_maxbytes=0\n"
         f"pidfile={RUN / 'supervisord.pid'}\nloglevel=warn\nuser={getpass.getuser()}\n",
@@ -74,23 +88,22 @@ def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
         f"[supervisorctl]\nserverurl=unix://{RUN / 'supervisor.sock'}\n",
         # One group: supervisord stops a group's processes all at once, but
         # separate programs one after another (Ctrl-C would wait out each).
-        "[group:conveyor]\nprograms=web,worker,scheduler\n",
+        f"[group:conveyor]\nprograms={','.join(programs)}\n",
     ]
-    for name, count in (("web", 1), ("worker", workers), ("scheduler", 1)):
-        # Each worker process serves its metrics on its own port (9800, 9801, ...)
-        # and beats its own heartbeat file, inside .data/ rather than a shared /tmp.
-        extra = (
-            'environment=METRICS_PORT="98%(process_num)02d",'
-            f'HEARTBEAT_FILE="{RUN}/worker-%(process_num)d.heartbeat"\n'
-            if name == "worker"
-            else 'environment=METRICS_PORT="9790"\n'  # the scheduler's, below the workers'
-            if name == "scheduler"
-            else ""
-        )
-        command = shlex.join(dies_with_parent(shlex.split(procs[name])))
+    # (program, Procfile process, count, first process number, environment)
+    entries = [("web", "web", 1, 0, "")]
+    first = 0
+    for pool in pools:
+        entries.append((pool.program, "worker", pool.count, first, _worker_env(pool)))
+        first += pool.count
+    # The scheduler's metrics port sits below the workers'.
+    entries.append(("scheduler", "scheduler", 1, 0, 'environment=METRICS_PORT="9790"\n'))
+    for name, process, count, start, extra in entries:
+        command = shlex.join(dies_with_parent(shlex.split(procs[process])))
         sections.append(
             f"[program:{name}]\ncommand={command}\ndirectory={ROOT}\n{extra}"
-            f"numprocs={count}\nprocess_name=%(program_name)s-%(process_num)d\n"
+            f"numprocs={count}\nnumprocs_start={start}\n"
+            "process_name=%(program_name)s-%(process_num)d\n"
             "autorestart=true\nstartsecs=1\nstartretries=100\n"
             f"stopsignal=TERM\nstopwaitsecs={stopwait}\nstopasgroup=true\nkillasgroup=true\n"
             "redirect_stderr=true\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
@@ -123,7 +136,10 @@ def wait_ready(port: int, supervisor: subprocess.Popen[bytes], timeout: float = 
 
 
 def main() -> None:
-    workers = _int_env("WORKERS", 1)
+    try:
+        pools = parse_workers(os.environ.get("WORKERS", "1"), os.environ.get("KIND_QUEUES", ""))
+    except ValueError as exc:
+        fail(str(exc))
     port = _int_env("PORT", 8000)
     if not _port_free(port):
         fail(f"port {port} is in use; set PORT to another port")
@@ -155,7 +171,7 @@ def main() -> None:
         )
         stopwait = int(float(env["WORKER_SHUTDOWN_GRACE_SECONDS"])) + 3
         conf = RUN / "supervisord.conf"
-        conf.write_text(supervisord_conf(procs, workers, stopwait))
+        conf.write_text(supervisord_conf(procs, pools, stopwait))
         # Its own session: Ctrl-C reaches only us, and we stop it in order.
         supervisor = subprocess.Popen(
             dies_with_parent([str(VENV_BIN / "supervisord"), "-c", str(conf)]),
@@ -170,10 +186,15 @@ def main() -> None:
         (RUN / "api-key").write_text(f"{key}\n")
         print(f"API: http://127.0.0.1:{port}", flush=True)
         print(f"API key: {key}", flush=True)
-        say(
-            f"{workers} worker(s); `{VENV_BIN / 'supervisorctl'} -c {conf} status` lists them; "
-            "Ctrl-C stops everything"
+        described = ", ".join(
+            f"{p.count} serving {'+'.join(p.queues) or 'every queue'}" for p in pools
         )
+        say(
+            f"workers: {described}; `{VENV_BIN / 'supervisorctl'} -c {conf} status` lists "
+            "them; Ctrl-C stops everything"
+        )
+        for queue in unserved(pools, env.get("KIND_QUEUES", "")):
+            say(f"no worker serves queue {queue!r}: its jobs wait until one does")
         while supervisor.poll() is None:
             time.sleep(0.2)
         fail("supervisord exited unexpectedly")

@@ -3,6 +3,7 @@ data survives a restart, and Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,9 +17,10 @@ import pytest
 from tests.support.commands import Command
 from tests.support.engines import ROOT, free_port
 from tests.support.make_up import QUICKSTART_PORT, check_quickstart, port_is_free
+from tests.support.processes import wait_until
 
 
-def make_up(data_dir: Path, port: int, workers: int = 1) -> Command:
+def make_up(data_dir: Path, port: int, workers: int | str = 1) -> Command:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -79,3 +81,35 @@ def test_make_up_quickstart_restart_and_ctrl_c(data_dir: Path) -> None:
         again.stopped_within(15)
     finally:
         again.kill()
+
+
+def test_make_up_runs_worker_pools_and_a_bad_workers_value_fails_fast(data_dir: Path) -> None:
+    """`make up WORKERS=cpu:2,io:1`: a supervisord program per pool, each process
+    serving its pool's queues, as /v1/stats counts them."""
+    bad = make_up(data_dir, free_port(), workers="cpu:2,gpu:1")
+    try:
+        assert bad.stopped_within(30) >= 0
+    finally:
+        bad.kill()
+    assert bad.popen.returncode != 0
+    assert "WORKERS entry 'gpu:1' names gpu, which no kind is routed to" in bad.output()
+
+    stack = make_up(data_dir, free_port(), workers="cpu:2,io:1")
+    try:
+        url, key = api_lines(stack)
+        assert "no worker serves queue 'default'" in stack.output()
+
+        def pools() -> dict[str, int] | None:
+            done = subprocess.run(
+                ["curl", "-sf", f"{url}/v1/stats", "-H", f"Authorization: Bearer {key}"],
+                capture_output=True,
+                text=True,
+            )
+            found = json.loads(done.stdout)["pools"] if done.returncode == 0 else None
+            return found if found == {"cpu": 2, "io": 1} else None
+
+        wait_until(pools, 60, what="two cpu workers and one io worker online")
+        stack.ctrl_c()
+        stack.stopped_within(20)
+    finally:
+        stack.kill()
