@@ -228,11 +228,41 @@ COMBOS: dict[str, tuple[list[str], dict]] = {
     ),
 }
 
+# Worker pools (test_helm_pools.py): no Deployment is the lone `worker` there.
+POOL_COMBOS: dict[str, tuple[list[str], dict]] = {
+    # Two worker pools (docs/deploy/helm.md), each with its own autoscaler.
+    "pools": (
+        [],
+        {
+            "workerPools": {
+                "cpu": {
+                    "queues": ["cpu"],
+                    "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+                    "resources": {"requests": {"cpu": "1", "memory": "256Mi"}},
+                },
+                "io": {"queues": ["io", "default"], "replicas": 3, "concurrency": 8},
+            }
+        },
+    ),
+    "pools-keda": (
+        [],
+        {
+            **MANAGED_URLS,
+            "worker.keda.enabled": True,
+            "metrics.serviceMonitor.enabled": True,
+            "workerPools": {
+                "cpu": {"queues": ["cpu"], "keda": {"maxReplicaCount": 4}},
+                "io": {"queues": ["io", "default"], "keda": {"minReplicaCount": 2}},
+            },
+        },
+    ),
+}
+
 
 @functools.cache
 def rendered(combo: str) -> list[dict]:
-    """The manifests of one of COMBOS, rendered once per test session."""
-    files, values = COMBOS[combo]
+    """The manifests of one of COMBOS or POOL_COMBOS, rendered once per test session."""
+    files, values = {**COMBOS, **POOL_COMBOS}[combo]
     return render(files, values)
 
 

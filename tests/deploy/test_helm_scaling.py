@@ -71,10 +71,14 @@ def test_keda_scales_the_worker_on_the_celery_list():
     assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
     assert "replicas" not in worker["spec"]
     assert not find_all(manifests, "HorizontalPodAutoscaler")
-    [trigger] = scaled["spec"]["triggers"]
+    trigger, *others = scaled["spec"]["triggers"]
     assert trigger["type"] == "redis"
-    # Celery's Redis transport keeps queue Q's default-priority messages in list Q.
-    assert trigger["metadata"]["listName"] == "conveyor.jobs"
+    # Celery's Redis transport keeps queue Q's default-priority messages in list Q:
+    # the one pool serves every queue, one trigger each (test_helm_pools.py).
+    assert trigger["metadata"]["listName"] == "conveyor.jobs.cpu"
+    assert [t["metadata"] | {"listName": "x"} for t in others] == [
+        trigger["metadata"] | {"listName": "x"}
+    ] * 2
     # Derived from redis://:s3cret@cache.example.com:6380/2.
     assert trigger["metadata"]["databaseIndex"] == "2"
     assert trigger["metadata"]["enableTLS"] == "false"

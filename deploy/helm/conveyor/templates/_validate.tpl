@@ -38,6 +38,8 @@ Included by validate.yaml, and first thing by every template that has a
 {{- end }}
 {{- end }}
 
+{{- include "conveyor.validatePools" . }}
+
 {{- if and .Values.loadgen.enabled (not .Values.loadgen.apiKey) (not .Values.loadgen.existingSecret) }}
 {{- fail "loadgen.enabled needs loadgen.apiKey or loadgen.existingSecret (a Secret with the key CONVEYOR_API_KEY). Create a key with: kubectl exec deploy/<fullname>-api -- python scripts/create_api_key.py --tenant loadtest" }}
 {{- end }}
