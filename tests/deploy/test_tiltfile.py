@@ -209,3 +209,30 @@ def test_a_bad_worker_count_stops_the_tiltfile() -> None:
     run = tilt_stubs.evaluate(args={"workers": "many"})
     assert run.failure == '--workers must be a whole number of worker pods, not "many"'
     assert run.error and not run.images
+
+
+def test_worker_pools_get_a_resource_and_scale_buttons_each() -> None:
+    run = tilt_stubs.evaluate(args={"workers": "cpu:1,io+default:2"})
+    problems = contract_problems(run)
+    assert not problems, "\n".join(problems)
+    for pool, replicas in (("cpu", 1), ("io-default", 2)):
+        name = f"conveyor-worker-{pool}"
+        assert deployed(run, "Deployment", name)["spec"]["replicas"] == replicas
+        assert "conveyor-migrate" in waits_for(run, name)
+        assert name in waits_for(run, "smoke-test")
+        for direction in ("up", "down"):
+            button = resource(run, f"workers-{pool}-scale-{direction}")
+            assert f"scale deployment/{name} --replicas=" in cmd_text(button.cmd)
+            assert button.auto_init is False and button.trigger_mode == TRIGGER_MODE_MANUAL
+    assert not [
+        o for o in run.k8s_objects if o.kind == "Deployment" and o.name == "conveyor-worker"
+    ]
+    assert not [lr for lr in run.local_resources if lr.name.startswith("workers-scale")]
+    with_keda = tilt_stubs.evaluate(args={"workers": "cpu:1,io+default:1", "keda": True})
+    assert "conveyor-worker-cpu:scaledobject" in resource(with_keda, "conveyor-worker-cpu").objects
+
+
+def test_bad_pools_stop_the_tiltfile() -> None:
+    run = tilt_stubs.evaluate(args={"workers": "cpu:two"})
+    assert run.failure == '--workers pools must look like cpu:2,io+default:1, not "cpu:two"'
+    assert run.error and not run.images

@@ -78,8 +78,8 @@ TILTFILE_BREAKS = [
     ("unknown-dep", "resource_deps=['conveyor-postgres',", "resource_deps=['conveyor-postgresql',",
      {}, "unknown dep: 'conveyor-migrate' depends on 'conveyor-postgresql', which is not"),
     ("app-before-migration",
-     "objects_of('conveyor-worker'),\n             resource_deps=['conveyor-migrate']",
-     "objects_of('conveyor-worker'),\n             resource_deps=['conveyor-redis']", {},
+     "objects_of(worker_resource),\n                 resource_deps=['conveyor-migrate']",
+     "objects_of(worker_resource),\n                 resource_deps=['conveyor-redis']", {},
      "start order: conveyor-worker does not wait for conveyor-migrate"),
     ("secret-before-its-maker", "resource_deps=['loadgen-key'],", "resource_deps=['conveyor-api'],",
      {"loadgen": True}, "start order: conveyor-loadgen reads Secret 'conveyor-loadgen-key', "
@@ -91,8 +91,8 @@ TILTFILE_BREAKS = [
      "uncategorized: ServiceAccount/conveyor belongs to no resource"),
     ("unknown-object", "append('%s:%s' %", "append('%s:%ss' %", {},
      "unknown object: k8s_resource 'conveyor-config' objects 'conveyor:secrets' matches 0"),
-    ("button-targets-unknown-deployment", "scale deployment/conveyor-worker --replicas=$((",
-     "scale deployment/conveyor-workers --replicas=$((", {}, "command: local_resource "
+    ("button-targets-unknown-deployment", "deployment = 'deployment/' + worker_resource\n",
+     "deployment = 'deployment/' + worker_resource + 's'\n", {}, "command: local_resource "
      "'workers-scale-up' targets deployment/conveyor-workers, which is not deployed"),
     ("button-runs-script-the-image-lacks", "python scripts/create_api_key.py --tenant %s",
      "python scripts/make_api_key.py --tenant %s", {}, "command: local_resource 'api-key' runs "
