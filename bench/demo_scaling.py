@@ -5,7 +5,10 @@ scheduler) and runs two workloads:
   * CPU-bound `hash` jobs with 1, then 2 worker processes (more where cores allow);
   * IO-bound `sleep` jobs at rising concurrency.
 It writes demo/scaling.png (throughput and queue depth over time per step) and
-demo/scaling.md (the table), with a progress bar while it runs.
+demo/scaling.md (the table), with a progress bar while it runs. Then the
+independence scenario (bench/demo_pools.py): CPU and IO load together while the
+`cpu` worker pool goes from 1 to 2 processes, into demo/pools.png and
+demo/pools.md. `--scenario scaling` or `--scenario pools` runs one of the two.
 
 Kubernetes mode (`--kubernetes`) drives a deployed Conveyor instead: it scales
 the worker Deployment with kubectl and reads /v1/stats through --url/--key.
@@ -25,6 +28,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from bench.demo_pools import pools_demo, write_pools_outputs
 from bench.harness import ROOT, Bench, bench_engines, stop_on_signals, submit_batches
 from tests.support.processes import Proc
 
@@ -192,6 +196,12 @@ def main() -> None:
     parser.add_argument("--deployment", default="conveyor-worker")
     parser.add_argument("--replicas", default="1,2,4", help="comma-separated pod counts")
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument(
+        "--scenario",
+        choices=["all", "scaling", "pools"],
+        default="all",
+        help="local mode: the scaling steps, the pools independence scenario, or both",
+    )
     args = parser.parse_args()
     if args.kubernetes:
         if not args.url or not args.key:
@@ -205,9 +215,12 @@ def main() -> None:
             [int(r) for r in args.replicas.split(",")],
             args.jobs,
         )
-    else:
-        steps = local_demo(args.smoke)
-    write_outputs(steps, args.out)
+        write_outputs(steps, args.out)
+        return
+    if args.scenario in ("all", "scaling"):
+        write_outputs(local_demo(args.smoke), args.out)
+    if args.scenario in ("all", "pools"):
+        write_pools_outputs(*pools_demo(args.smoke), args.out)
 
 
 if __name__ == "__main__":

@@ -147,9 +147,10 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             stat(
                 "Queue depth",
-                "Job messages waiting in Redis for a worker (conveyor_queue_depth, read by"
-                " the API at scrape time; max over API replicas).",
-                f"max(conveyor_queue_depth{{{NS}}})",
+                "Job messages waiting in Redis for a worker, every queue together"
+                " (conveyor_queue_depth, read by the API at scrape time; max over API"
+                " replicas, then the sum over queues).",
+                f"sum(max by (queue) (conveyor_queue_depth{{{NS}}}))",
                 "short",
                 thresholds=steps(GREEN, ("orange", 100), ("red", 1000)),
             ),
@@ -309,17 +310,22 @@ ROWS: list[tuple[str, list[Panel]]] = [
         [
             Panel(
                 "Queue depth",
-                "Messages waiting in the broker (Redis LLEN of the Celery queue), as the API"
-                " sees it at each scrape. Every API replica reports the same list: max, not sum.",
+                "Messages waiting in the broker per queue (Redis LLEN of its list), as the API"
+                " sees it at each scrape. Every API replica reports the same lists: max, not sum.",
                 [(f"max by (queue) (conveyor_queue_depth{{{NS}}})", "{{queue}}")],
             ),
             Panel(
                 "Workers",
-                "Worker pods, live pool processes, and busy ones (running a job).",
+                "Worker pods, live prefork processes, busy ones (running a job), and the"
+                " worker processes of each worker pool (the queues they serve; API metric).",
                 [
                     (f"count(conveyor_worker_processes{{{NS}}})", "worker pods"),
                     (f"sum(conveyor_worker_processes{{{NS}}})", "pool processes"),
                     (f"sum(conveyor_jobs_running{{{NS}}})", "busy processes"),
+                    (
+                        f"max by (pool) (conveyor_pool_workers{{{NS}}})",
+                        "worker processes serving {{pool}}",
+                    ),
                 ],
             ),
             Panel(
@@ -330,7 +336,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 " queued job's age instead.",
                 [
                     (
-                        f"max(conveyor_queue_depth{{{NS}}})"
+                        f"sum(max by (queue) (conveyor_queue_depth{{{NS}}}))"
                         f" / sum(rate(conveyor_jobs_started_total{{{NS}}}{RATE}))",
                         "backlog / claim rate",
                     ),
