@@ -139,3 +139,24 @@ def test_without_prometheus_it_says_how_to_install_it(tmp_path: Path) -> None:
         "make observe: prometheus is not installed (Debian/Ubuntu: apt-get install prometheus)"
     ), done.stderr
     assert not (tmp_path / "data" / "prometheus").exists()
+
+
+def test_make_observe_before_make_up_waits_for_it_and_stops_on_sigterm(tmp_path: Path) -> None:
+    if prometheus_binary() is None:
+        pytest.fail("prometheus is not installed: apt-get install prometheus", pytrace=False)
+    env = {
+        "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "CONVEYOR_DATA_DIR": str(tmp_path / "data"),
+        "PROMETHEUS_PORT": str(free_port()),
+    }
+    observe = Command(["make", "observe"], ROOT, env, tmp_path / "make-observe.log")
+    try:
+        observe.wait_for(r"^Prometheus: ", 60)
+        observe.wait_for(r"no `make up` stack yet", 5)
+        observe.wait_for_process(r"prometheus --config\.file=", 10)
+        observe.sigterm()  # to make alone, as `kill PID` sends it
+        observe.stopped_within(20)
+    finally:
+        observe.kill()
+    assert "make observe: stopped" in observe.output()
