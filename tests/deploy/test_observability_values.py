@@ -106,6 +106,11 @@ def test_the_pods_carry_the_annotations_the_scrape_job_keeps(
     ports = [p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])]
     assert int(notes["prometheus.io/port"]) in ports
     assert notes["prometheus.io/path"] == "/metrics"
+    # The pod's NetworkPolicy lets Prometheus (any source here) reach that port.
+    policy = find(rendered, "NetworkPolicy", component)
+    opened = [p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])]
+    assert int(notes["prometheus.io/port"]) in opened
+    assert all(not rule.get("from") for rule in policy["spec"]["ingress"])
 
 
 def test_grafana_loads_the_charts_dashboard_and_reads_both_data_sources(
