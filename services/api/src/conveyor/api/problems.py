@@ -116,7 +116,8 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         field = _field_path(tuple(err["loc"]))
         if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             field = "kind"
-        errors.append({"field": field, "message": err["msg"]})
+        # A validator's own ValueError reads as its message, without pydantic's prefix.
+        errors.append({"field": field, "message": err["msg"].removeprefix("Value error, ")})
     return errors
 
 
