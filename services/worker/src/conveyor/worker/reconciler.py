@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from conveyor.common.logging import get_logger
 from conveyor.common.tasks import JOBS_QUEUE, publish_run_job
 from conveyor.worker import repository
+from conveyor.worker.push import push_run_jobs
 from conveyor.worker.repository import JobRef
 
 if TYPE_CHECKING:
@@ -94,15 +95,20 @@ def _publish_all(celery: Celery, jobs: list[JobRef]) -> int:
     return sent
 
 
-def publish_due(engine: Engine, celery: Celery) -> int:
+def publish_due(engine: Engine, celery: Celery, broker: redis.Redis) -> int:
     """Queue and publish delayed jobs whose run_at has come, a batch at a time."""
     queued = 0
     for _ in range(MAX_BATCHES):
         due = repository.queue_due_scheduled(engine, BATCH)
         reconciler_metrics().scheduled_queued.inc(len(due))
         queued += len(due)
-        if _publish_all(celery, due) < len(due) or len(due) < BATCH:
-            break  # all done, or the broker is down (the stale re-publish heals it)
+        try:
+            push_run_jobs(celery, broker, due)
+        except Exception as exc:  # they stay queued: the stale re-publish sends them
+            log.warning("publishing due jobs failed", jobs=len(due), error=str(exc))
+            break
+        if len(due) < BATCH:
+            break
     return queued
 
 
@@ -127,7 +133,7 @@ def reconcile_once(
     retention_s: float | None = None,
 ) -> PassResult:
     # First: due times are the one thing here that users time.
-    due_queued = publish_due(engine, celery)
+    due_queued = publish_due(engine, celery, broker)
     requeued, failed = repository.requeue_expired_leases(engine)
     # Counted once committed, before anything below can raise.
     metrics = reconciler_metrics()
