@@ -218,6 +218,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     for error_type in _UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _unavailable)
 
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # JSON allows "\u0000" in a string, Postgres' jsonb does not: bad input, not our fault.
+        return problem_response(
+            request,
+            422,
+            "Invalid request",
+            "A string in the request holds the character \\u0000, which cannot be stored.",
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
