@@ -11,6 +11,7 @@ Ctrl-C or SIGTERM stops everything gracefully, engines last.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shlex
 import signal
@@ -66,13 +67,42 @@ def _port_free(port: int) -> bool:
             return False
 
 
+# Each worker process serves its metrics on its own port (9800, 9801, ...), the
+# scheduler on 9790: supervisord_conf() sets METRICS_PORT to these.
+WORKER_METRICS_PORT = 9800
+SCHEDULER_METRICS_PORT = 9790
+
+
+def scrape_targets(api_port: int, workers: int) -> dict[str, list[str]]:
+    """{Prometheus job: [host:port]} of this stack's /metrics endpoints."""
+    return {
+        "conveyor-api": [f"127.0.0.1:{api_port}"],
+        "conveyor-worker": [f"127.0.0.1:{WORKER_METRICS_PORT + n}" for n in range(workers)],
+        "conveyor-scheduler": [f"127.0.0.1:{SCHEDULER_METRICS_PORT}"],
+    }
+
+
+def announce_metrics(api_port: int, workers: int) -> None:
+    """Print where the metrics are, and leave the targets for `make observe`
+    (scripts/observe.py) in Prometheus's file_sd format, which it watches."""
+    targets = scrape_targets(api_port, workers)
+    urls = {job: " ".join(f"http://{t}/metrics" for t in ts) for job, ts in targets.items()}
+    print(
+        f"Metrics: API {urls['conveyor-api']}, workers {urls['conveyor-worker']}, "
+        f"scheduler {urls['conveyor-scheduler']}",
+        flush=True,
+    )
+    sd = [{"targets": ts, "labels": {"job": job}} for job, ts in targets.items()]
+    (RUN / "scrape-targets.json").write_text(json.dumps(sd, indent=2) + "\n")
+
+
 def _worker_env(pool: Pool) -> str:
     # Each worker process serves its metrics on its own port (9800, 9801, ...;
     # process numbers run on across pools) and beats its own heartbeat file,
     # inside .data/ rather than a shared /tmp.
     queues = f',WORKER_QUEUES="{",".join(pool.queues)}"' if pool.queues else ""
     return (
-        'environment=METRICS_PORT="98%(process_num)02d",'
+        f'environment=METRICS_PORT="{WORKER_METRICS_PORT // 100}%(process_num)02d",'
         f'HEARTBEAT_FILE="{RUN}/worker-%(process_num)d.heartbeat"{queues}\n'
     )
 
@@ -97,7 +127,9 @@ def supervisord_conf(procs: dict[str, str], pools: list[Pool], stopwait: int) ->
         entries.append((pool.program, "worker", pool.count, first, _worker_env(pool)))
         first += pool.count
     # The scheduler's metrics port sits below the workers'.
-    entries.append(("scheduler", "scheduler", 1, 0, 'environment=METRICS_PORT="9790"\n'))
+    entries.append(
+        ("scheduler", "scheduler", 1, 0, f'environment=METRICS_PORT="{SCHEDULER_METRICS_PORT}"\n')
+    )
     for name, process, count, start, extra in entries:
         command = shlex.join(dies_with_parent(shlex.split(procs[process])))
         sections.append(
@@ -186,6 +218,7 @@ def main() -> None:
         (RUN / "api-key").write_text(f"{key}\n")
         print(f"API: http://127.0.0.1:{port}", flush=True)
         print(f"API key: {key}", flush=True)
+        announce_metrics(port, sum(pool.count for pool in pools))
         described = ", ".join(
             f"{p.count} serving {'+'.join(p.queues) or 'every queue'}" for p in pools
         )

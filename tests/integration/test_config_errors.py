@@ -84,3 +84,18 @@ def test_bad_queue_settings_exit_nonzero_with_one_line(process, env, expected) -
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(expected), lines
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("-1", "greater than or equal to 0"), ("a week", "valid number")],
+)
+def test_a_bad_retention_stops_the_scheduler_with_one_line(value: str, expected: str) -> None:
+    env = base_env(
+        DATABASE_URL="postgresql://u:p@host/db", REDIS_URL=GOOD_REDIS, JOB_RETENTION_DAYS=value
+    )
+    done = run(COMMANDS["scheduler"], env)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("config error: JOB_RETENTION_DAYS "), line
+    assert expected in line, line
