@@ -50,11 +50,23 @@ async def list_jobs(
     return rows[:limit], encode_cursor(last.created_at, last.id)
 
 
+# What a cancel may stop. A running job's worker finds its outcome write fenced
+# off and its handler interrupted (docs/design.md, "Cancelling a running job").
+CANCELLABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
 async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    """One conditional UPDATE: against a worker's outcome write, exactly one wins,
+    and the loser's reply (200 cancelled, or 409 naming the state) says which."""
     stmt = (
         update(Job)
-        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.CANCELLED.value, finished_at=func.now(), updated_at=func.now())
+        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(CANCELLABLE))
+        .values(
+            status=JobStatus.CANCELLED.value,
+            lease_expires_at=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
         .returning(Job)
     )
     job = (await session.execute(stmt)).scalar_one_or_none()
@@ -65,7 +77,7 @@ async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.U
     raise Problem(
         409,
         "Conflict",
-        f"Job {job_id} is {current.status}; only queued jobs can be cancelled.",
+        f"Job {job_id} is already {current.status}; only queued or running jobs can be cancelled.",
         status_value=current.status,
     )
 
