@@ -22,7 +22,8 @@ from conveyor.api.state import AppState
 from conveyor.api.tracing import instrument_app, telemetry_config
 
 DESCRIPTION = """
-Submit jobs, read their results, list them, and cancel the ones still queued.
+Submit jobs, read (or wait for) their results, list them, and cancel the ones
+still queued or running.
 
 Authenticate with `Authorization: Bearer <api key>`; create a key with
 `python scripts/create_api_key.py --tenant NAME`. Errors are RFC 9457 problem
@@ -37,6 +38,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await AppState.build(settings, metrics)
         app.state.conveyor = state
+        state.job_waiters.start()
         queue_age = asyncio.create_task(refresh_queue_age(state.engine, metrics.queue_age))
         try:
             yield

@@ -5,6 +5,7 @@
 - `conveyor_queue_depth`: the broker's backlog (Redis LLEN), read at scrape time.
 - `conveyor_queue_oldest_job_age_seconds`: the oldest runnable queued job's wait,
   read from Postgres by a lifespan task (queue_age.py).
+- `conveyor_api_job_waiters`: requests in `GET /v1/jobs/{id}?wait=` waiting now.
 
 middleware.EdgeMiddleware records the HTTP series and writes the access log.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -31,6 +32,7 @@ class ApiMetrics:
     latency: Histogram
     jobs_submitted: Counter
     queue_age: QueueAgeCollector  # fed by queue_age.refresh_queue_age in the lifespan
+    job_waiters: Gauge
 
 
 class QueueDepthCollector(Collector):
@@ -101,6 +103,11 @@ def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
             "conveyor_jobs_submitted_total",
             "Jobs accepted by the API, by kind.",
             ["kind"],
+            registry=registry,
+        ),
+        job_waiters=Gauge(
+            "conveyor_api_job_waiters",
+            "Requests waiting for a job to finish (GET /v1/jobs/{id}?wait=).",
             registry=registry,
         ),
     )
