@@ -1,8 +1,8 @@
 """Stopping a running job's handler once the API has cancelled it.
 
 The API's cancel is the truth: it flips the row `running` -> `cancelled`, and
-every later write of the attempt is fenced off (docs/design.md, "Leases and
-fencing"). This module only frees the pool process early: the lease keeper
+every later write of the attempt is fenced off (see docs/design.md,
+"Cancelling a running job"). This module only frees the pool process early: the lease keeper
 sees the cancel (`LeaseKeeper.check`) and calls `HandlerInterrupt.cancel`,
 which signals this process; the handler on the main thread then raises
 `JobCancelled` wherever it is, `time.sleep` and pure-Python loops included,

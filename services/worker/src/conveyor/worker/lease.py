@@ -13,9 +13,9 @@ from conveyor.worker.pg import Connections
 
 log = get_logger(__name__)
 
-# How often a held job's row is read for a cancel (docs/design.md, "Cancelling
-# a running job"): a job stops within about this long of its cancel, and a job
-# shorter than this costs no read at all.
+# How often a held job's row is read for a cancel: a job stops within about
+# this long of its cancel, and a job shorter than this costs no read at all
+# (docs/design.md, "Cancelling a running job").
 CANCEL_CHECK_SECONDS = 1.0
 
 
