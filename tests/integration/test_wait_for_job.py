@@ -6,6 +6,7 @@ listener connection comes back."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,3 +180,35 @@ def test_a_lost_listener_reconnects_and_wakes_its_waiters(api: Stack, client: ht
     response, took = asyncio.run(main())
     assert response.json()["status"] == "cancelled"
     assert took < 20  # woken through the new listener, not by the 30 s timeout
+
+
+def test_a_stopping_api_answers_its_waiters_at_once(
+    engines: Engines, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # No worker: the job stays queued. A 20 s grace that the waiter must not use up.
+    stack = new_stack(engines, tmp_path_factory.mktemp("wait-stop"), GRACEFUL_TIMEOUT_SECONDS="20")
+    try:
+        web = stack.start_api()
+        with stack.client(stack.create_key(f"stop-{uuid.uuid4().hex[:6]}")) as client:
+            job = submit(client, "sleep", {"ms": 0})
+
+            async def main() -> tuple[httpx.Response, float]:
+                async with httpx.AsyncClient(base_url=stack.api_url, headers=client.headers) as ac:
+                    waiting = asyncio.create_task(
+                        ac.get(f"/v1/jobs/{job['id']}?wait=30", timeout=60)
+                    )
+                    await asyncio.to_thread(
+                        wait_until, lambda: waiting_now(stack.api_url) == 1, 15, 0.1, "waiting"
+                    )
+                    started = time.monotonic()
+                    web.signal(signal.SIGTERM)
+                    return await waiting, time.monotonic() - started
+
+            response, took = asyncio.run(main())
+        assert response.status_code == 200
+        assert response.json()["status"] == "queued"
+        assert web.popen.wait(20) == 0
+        print(f"\nwaiter answered {took:.2f}s after SIGTERM")
+        assert took < 10  # not its 30 s, nor the 20 s grace
+    finally:
+        stack.stop()

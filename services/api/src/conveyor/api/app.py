@@ -40,12 +40,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.conveyor = state
         state.job_waiters.start()
         queue_age = asyncio.create_task(refresh_queue_age(state.engine, metrics.queue_age))
+        # `python -m conveyor.api` sets `app.state.stopping` to its server's exit flag.
+        stopping = getattr(app.state, "stopping", lambda: False)
+        stop_waits = asyncio.create_task(state.job_waiters.stop_waiting_when(stopping))
         try:
             yield
         finally:
-            queue_age.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await queue_age
+            for task in (queue_age, stop_waits):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await state.close()
 
     app = FastAPI(

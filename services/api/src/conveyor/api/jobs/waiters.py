@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -46,6 +46,7 @@ class JobWaiters:
     ) -> None:
         self.dsn, self.gauge, self.retry_s, self.keepalive_s = dsn, gauge, retry_s, keepalive_s
         self.waiting: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self.stopping = False  # the server is shutting down: answer now
         self.listening = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -83,6 +84,18 @@ class JobWaiters:
             return
         for event in self.waiting.get(job_id, ()):
             event.set()
+
+    def stop_waiting(self) -> None:
+        """On shutdown: every waiter answers with the job as it is now, so a
+        graceful stop does not sit out their waits."""
+        self.stopping = True
+        self._wake_all()
+
+    async def stop_waiting_when(self, stopping: Callable[[], bool], poll_s: float = 0.25) -> None:
+        """Until cancelled: call stop_waiting() once `stopping()` says so."""
+        while not stopping():  # noqa: ASYNC110 - uvicorn's exit flag is a plain attribute
+            await asyncio.sleep(poll_s)
+        self.stop_waiting()
 
     def _wake_all(self) -> None:
         for events in self.waiting.values():
@@ -136,7 +149,7 @@ async def wait_for_job(
             job = await service.get_job(session, tenant_id, job_id)
             await session.close()  # hand its connection back before waiting
             left = deadline - loop.time()
-            if JobStatus(job.status).is_terminal or left <= 0:
+            if JobStatus(job.status).is_terminal or left <= 0 or waiters.stopping:
                 return job
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), left)
