@@ -5,7 +5,7 @@
 - `conveyor_queue_depth`: the broker's backlog (Redis LLEN), read at scrape time.
 - `conveyor_queue_oldest_job_age_seconds`: the oldest runnable queued job's wait,
   read from Postgres by a lifespan task (queue_age.py).
-- `conveyor_api_job_waiters`: requests in `GET /v1/jobs/{id}?wait=` waiting now.
+- `conveyor_api_job_waiters`: requests in `GET /v1/jobs/{id}?wait=` asleep now.
 
 middleware.EdgeMiddleware records the HTTP series and writes the access log.
 """
@@ -107,7 +107,7 @@ def make_api_metrics(broker_url: str | None = None) -> ApiMetrics:
         ),
         job_waiters=Gauge(
             "conveyor_api_job_waiters",
-            "Requests waiting for a job to finish (GET /v1/jobs/{id}?wait=).",
+            "Requests asleep until a job finishes (GET /v1/jobs/{id}?wait=).",
             registry=registry,
         ),
     )

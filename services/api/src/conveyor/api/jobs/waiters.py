@@ -64,13 +64,9 @@ class JobWaiters:
         """An event set when `job_id` may have become terminal: read it again."""
         event = asyncio.Event()
         self.waiting.setdefault(job_id, set()).add(event)
-        if self.gauge is not None:
-            self.gauge.inc()
         try:
             yield event
         finally:
-            if self.gauge is not None:
-                self.gauge.dec()
             events = self.waiting.get(job_id)
             if events is not None:
                 events.discard(event)
@@ -84,6 +80,17 @@ class JobWaiters:
             return
         for event in self.waiting.get(job_id, ()):
             event.set()
+
+    async def sleep(self, woken: asyncio.Event, seconds: float) -> None:
+        """Until `woken` is set or `seconds` pass; counted by the gauge meanwhile."""
+        if self.gauge is not None:
+            self.gauge.inc()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), seconds)
+        finally:
+            if self.gauge is not None:
+                self.gauge.dec()
 
     def stop_waiting(self) -> None:
         """On shutdown: every waiter answers with the job as it is now, so a
@@ -151,5 +158,4 @@ async def wait_for_job(
             left = deadline - loop.time()
             if JobStatus(job.status).is_terminal or left <= 0 or waiters.stopping:
                 return job
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), left)
+            await waiters.sleep(woken, left)
