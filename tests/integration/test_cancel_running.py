@@ -1,5 +1,5 @@
 """Cancelling a running job: the API answers `cancelled` at once, the worker
-interrupts the handler (sleeping, hashing or sieving) and frees its pool slot
+interrupts the handler (sleeping or hashing) and frees its pool slot
 within seconds, and the job's result is never written later."""
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from tests.support.engines import Engines
 from tests.support.jobs import submit, wait_terminal
 from tests.support.processes import Proc, Stack, wait_until
 
-# Each would run far longer than the test waits for the slot to free.
+# Each would run far longer than the test waits for the slot to free: a sleep, and
+# a pure-Python CPU loop (about 19 s here). `primes` at its largest limit runs only
+# about 3.6 s here, so under load it may end before the cancel lands.
 LONG_JOBS = {
     "sleep": {"ms": 60_000},
     "hash": {"data": "x", "iterations": 10_000_000},
-    "primes": {"limit": 100_000_000},
 }
 SLOT_FREED_WITHIN_S = 15  # a deadline; the observed time (about 1-2 s) is printed
 
