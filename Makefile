@@ -14,6 +14,7 @@ COMPILE = $(UV) pip compile --quiet --universal --generate-hashes --python-versi
 help:
 	@echo "make install   create .venv from the hash-pinned locks (idempotent)"
 	@echo "make up        run the whole stack locally (WORKERS=N worker processes)"
+	@echo "make observe   Prometheus (apt-get install prometheus) scraping the make up stack, alert rules loaded"
 	@echo "make test      run every test tier"
 	@echo "make lint      ruff + mypy"
 	@echo "make lock      regenerate requirements/*.txt from the pyproject files"
@@ -49,6 +50,12 @@ node_modules/.installed: package.json package-lock.json
 
 up: install
 	WORKERS=$(WORKERS) $(BIN)/python scripts/run_stack.py
+
+# Debian's Prometheus (apt-get install prometheus) against the `make up` stack, in
+# the foreground: the targets make up wrote, the alert rules, data in .data/prometheus.
+.PHONY: observe
+observe: install
+	$(BIN)/python scripts/observe.py
 
 test: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not container and not browser and not observability"

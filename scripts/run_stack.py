@@ -10,6 +10,7 @@ Ctrl-C or SIGTERM stops everything gracefully, engines last.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import shlex
 import signal
@@ -64,6 +65,35 @@ def _port_free(port: int) -> bool:
             return False
 
 
+# Each worker process serves its metrics on its own port (9800, 9801, ...), the
+# scheduler on 9790: supervisord_conf() sets METRICS_PORT to these.
+WORKER_METRICS_PORT = 9800
+SCHEDULER_METRICS_PORT = 9790
+
+
+def scrape_targets(api_port: int, workers: int) -> dict[str, list[str]]:
+    """{Prometheus job: [host:port]} of this stack's /metrics endpoints."""
+    return {
+        "conveyor-api": [f"127.0.0.1:{api_port}"],
+        "conveyor-worker": [f"127.0.0.1:{WORKER_METRICS_PORT + n}" for n in range(workers)],
+        "conveyor-scheduler": [f"127.0.0.1:{SCHEDULER_METRICS_PORT}"],
+    }
+
+
+def announce_metrics(api_port: int, workers: int) -> None:
+    """Print where the metrics are, and leave the targets for `make observe`
+    (scripts/observe.py) in Prometheus's file_sd format, which it watches."""
+    targets = scrape_targets(api_port, workers)
+    urls = {job: " ".join(f"http://{t}/metrics" for t in ts) for job, ts in targets.items()}
+    print(
+        f"Metrics: API {urls['conveyor-api']}, workers {urls['conveyor-worker']}, "
+        f"scheduler {urls['conveyor-scheduler']}",
+        flush=True,
+    )
+    sd = [{"targets": ts, "labels": {"job": job}} for job, ts in targets.items()]
+    (RUN / "scrape-targets.json").write_text(json.dumps(sd, indent=2) + "\n")
+
+
 def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
     sections = [
         "[supervisord]\nnodaemon=true\nsilent=true\nlogfile=/dev/null\nlogfile_maxbytes=0\n"
@@ -77,13 +107,13 @@ def supervisord_conf(procs: dict[str, str], workers: int, stopwait: int) -> str:
         "[group:conveyor]\nprograms=web,worker,scheduler\n",
     ]
     for name, count in (("web", 1), ("worker", workers), ("scheduler", 1)):
-        # Each worker process serves its metrics on its own port (9800, 9801, ...)
-        # and beats its own heartbeat file, inside .data/ rather than a shared /tmp.
+        # Each worker process serves its metrics on its own port (98NN: WORKER_METRICS_PORT
+        # + its number) and beats its own heartbeat file, inside .data/ rather than /tmp.
         extra = (
-            'environment=METRICS_PORT="98%(process_num)02d",'
+            f'environment=METRICS_PORT="{WORKER_METRICS_PORT // 100}%(process_num)02d",'
             f'HEARTBEAT_FILE="{RUN}/worker-%(process_num)d.heartbeat"\n'
             if name == "worker"
-            else 'environment=METRICS_PORT="9790"\n'  # the scheduler's, below the workers'
+            else f'environment=METRICS_PORT="{SCHEDULER_METRICS_PORT}"\n'
             if name == "scheduler"
             else ""
         )
@@ -170,6 +200,7 @@ def main() -> None:
         (RUN / "api-key").write_text(f"{key}\n")
         print(f"API: http://127.0.0.1:{port}", flush=True)
         print(f"API key: {key}", flush=True)
+        announce_metrics(port, workers)
         say(
             f"{workers} worker(s); `{VENV_BIN / 'supervisorctl'} -c {conf} status` lists them; "
             "Ctrl-C stops everything"

@@ -178,6 +178,7 @@ def test_the_options_it_defines() -> None:
         "keda": "bool",
         "flower": "bool",
         "loadgen": "bool",
+        "observability": "bool",
     }
 
 

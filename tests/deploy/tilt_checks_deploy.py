@@ -19,6 +19,7 @@ from tilt_checks_build import (
     check_paths,
     check_reload,
 )
+from tilt_checks_observability import check_observability
 from tilt_read import (
     LONG_RUNNING,
     WORKLOAD_KINDS,
@@ -103,7 +104,7 @@ def check_resources(run: TiltRun) -> list[str]:
             problems.append(
                 f"unknown workload: k8s_resource({r.workload!r}) names no deployed workload"
             )
-        elif not r.workload and not r.objects:
+        elif not r.workload and not r.objects and not r.chart:  # chart: a helm_resource
             problems.append(f"k8s_resource {r.name!r}: without a workload it needs objects")
     configured = {r.workload for r in run.k8s_resources}
     problems += [
@@ -304,6 +305,7 @@ def check_commands(run: TiltRun) -> list[str]:
 CHECKS = [
     check_evaluation, check_paths, check_images, check_live_update, check_reload,
     check_chart_edits, check_resources, check_port_forwards, check_start_order, check_commands,
+    check_observability,
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ Tilt's parameter names), and returns what Tilt would build, deploy and run:
     run.helm_calls        # helm() calls; the chart really rendered by `helm template`
     run.k8s_objects       # every object handed to k8s_yaml, after the Tiltfile's edits
     run.k8s_resources, run.local_resources, run.paths, run.error
+    run.extensions        # what load_dynamic() loaded: 'ext://helm_resource'
 
 Like Tilt, the load stops (run.error) at a missing file, a chart helm cannot
 render or a builtin the stubs lack. tilt_contract.py checks the rest.
@@ -17,6 +18,7 @@ render or a builtin the stubs lack. tilt_contract.py checks the rest.
 from __future__ import annotations
 
 import functools
+import itertools
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -72,6 +74,8 @@ class Run:
 class PortForward:
     local_port: int
     container_port: int | None = None
+    name: str | None = None
+    link_path: str | None = None
 
 
 @dataclass
@@ -132,6 +136,12 @@ class Resource:
     trigger_mode: str = TRIGGER_MODE_AUTO
     auto_init: bool = True
     cmd: Any = None
+    links: list[str] = field(default_factory=list)
+    # A helm_resource (Tilt's extension): a chart from a repository, `helm upgrade --install`.
+    chart: str = ""
+    namespace: str = ""
+    flags: list[str] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -144,6 +154,7 @@ class TiltRun:
     local_resources: list[Resource] = field(default_factory=list)
     paths: list[tuple[str, str]] = field(default_factory=list)  # (builtin, path as given)
     config_defs: dict[str, str] = field(default_factory=dict)  # option -> type
+    extensions: list[str] = field(default_factory=list)  # load_dynamic() paths
     failure: str | None = None  # the Tiltfile's own fail(msg)
     error: str | None = None  # whatever stopped the load
 
@@ -248,6 +259,13 @@ def evaluate(
             pf if isinstance(pf, PortForward) else PortForward(int(pf))
             for pf in _list(port_forwards)
         ]
+        release = [r for r in run.k8s_resources if r.chart and r.name == str(workload)]
+        if release and not new_name:  # configures the helm_resource of that name, as in Tilt
+            release[0].port_forwards += forwards
+            release[0].resource_deps += [str(d) for d in _list(resource_deps)]
+            release[0].labels += [str(x) for x in _list(labels)]
+            release[0].links += [str(x) for x in _list(links)]
+            return
         run.k8s_resources.append(
             Resource(
                 str(new_name or workload),
@@ -258,6 +276,7 @@ def evaluate(
                 [str(x) for x in _list(labels)],
                 str(trigger_mode),
                 bool(auto_init),
+                links=[str(x) for x in _list(links)],
             )
         )
 
@@ -275,11 +294,49 @@ def evaluate(
                 trigger_mode=str(trigger_mode),
                 auto_init=bool(auto_init),
                 cmd=cmd,
+                links=[str(x) for x in _list(links)],
             )
         )
 
     def port_forward(local_port, container_port=None, name=None, link_path=None, host=None):
-        return opaque(PortForward(int(local_port), container_port))
+        return opaque(PortForward(int(local_port), container_port, name, link_path))
+
+    # The helm_resource extension (tilt-extensions/helm_resource), as it calls Tilt.
+    def helm_resource(name, chart, deps=None, release_name="", namespace=None, image_deps=None,
+                      image_keys=None, flags=None, image_selector="", container_selector="",
+                      live_update=None, resource_deps=None, labels=None, port_forwards=None,
+                      auto_init=True, pod_readiness="", update_dependencies=False):  # fmt: skip
+        flags = [str(f) for f in _list(flags)]
+        for flag, value in itertools.pairwise(flags):
+            if flag in ("--values", "-f"):
+                path("helm_resource(values)", value)
+            elif flag == "--set-file":
+                path("helm_resource(set-file)", value.split("=", 1)[-1])
+        run.k8s_resources.append(
+            Resource(
+                str(name),
+                port_forwards=[
+                    pf if isinstance(pf, PortForward) else PortForward(int(pf))
+                    for pf in _list(port_forwards)
+                ],
+                resource_deps=[str(d) for d in _list(resource_deps)],
+                labels=[str(x) for x in _list(labels)],
+                auto_init=bool(auto_init),
+                chart=str(chart),
+                namespace=str(namespace or ""),
+                flags=flags,
+                deps=[path("helm_resource(deps)", d) for d in _list(deps)],
+            )
+        )
+
+    def helm_repo(name, url, resource_name="", username="", password="", **kwargs):
+        args = ["helm", "repo", "add", str(name), str(url), "--force-update"]
+        local_resource(resource_name or name, args, allow_parallel=True, **kwargs)
+
+    def load_dynamic(ext_path):  # the prelude's load_dynamic() returns the extension's symbols
+        if ext_path != "ext://helm_resource":
+            raise ValueError(f"load_dynamic: no stub for {ext_path!r}")
+        run.extensions.append(str(ext_path))
 
     def define(kind: str) -> Any:
         def define_setting(name, args=False, usage=""):
@@ -327,6 +384,9 @@ def evaluate(
         "_define_bool": define("bool"),
         "_config_parse": config_parse,
         "_shlex_quote": shlex.quote,
+        "_load_dynamic": load_dynamic,
+        "_helm_resource": helm_resource,
+        "_helm_repo": helm_repo,
     }
     for name, fn in callables.items():
         module.add_callable(name, fn)
@@ -343,6 +403,9 @@ def evaluate(
         "config = struct(define_string=_define_string, define_bool=_define_bool,\n"
         "                parse=_config_parse)\n"
         "shlex = struct(quote=_shlex_quote)\n"
+        "def load_dynamic(path):\n"
+        "    _load_dynamic(path)\n"
+        "    return {'helm_resource': _helm_resource, 'helm_repo': _helm_repo}\n"
     )
     starlark.eval(module, starlark.parse("<tilt builtins>", prelude, dialect), globals_)
     try:

@@ -154,3 +154,11 @@ def test_bad_list_query_is_4xx_naming_the_parameter(client, query: str) -> None:
 def test_unknown_route_and_method_are_problems(client) -> None:  # type: ignore[no-untyped-def]
     assert_problem(client.get("/v1/nothing-here"), 404)
     assert_problem(client.delete("/v1/jobs"), 405)
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/jobs:batch"])
+def test_a_nul_character_postgres_cannot_store_is_a_422(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    # Found by the fuzz test: valid JSON, but jsonb refuses "\u0000".
+    job = {"kind": "hash", "params": {"data": "W\u0000", "iterations": 1}}
+    body = job if path == "/v1/jobs" else {"jobs": [job]}
+    assert_problem(client.post(path, json=body), 422, "\\u0000")

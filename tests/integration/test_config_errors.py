@@ -60,3 +60,18 @@ def test_every_bad_variable_gets_its_own_line() -> None:
     assert done.returncode != 0
     lines = sorted(done.stderr.strip().splitlines())
     assert [line.split()[2] for line in lines] == ["DATABASE_URL", "LOG_LEVEL", "PORT", "REDIS_URL"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("-1", "greater than or equal to 0"), ("a week", "valid number")],
+)
+def test_a_bad_retention_stops_the_scheduler_with_one_line(value: str, expected: str) -> None:
+    env = base_env(
+        DATABASE_URL="postgresql://u:p@host/db", REDIS_URL=GOOD_REDIS, JOB_RETENTION_DAYS=value
+    )
+    done = run(COMMANDS["scheduler"], env)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("config error: JOB_RETENTION_DAYS "), line
+    assert expected in line, line

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.support.jobs import submit
-from tests.support.processes import Stack
+from tests.support.jobs import submit, wait_terminal
+from tests.support.processes import Stack, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -47,11 +47,12 @@ def test_dashboard_loads_and_numbers_move(stack: Stack, browser, tmp_path: Path)
     page = browser.new_page()
     page.goto(f"{stack.api_url}/dashboard#key={key}")
     page.wait_for_function("document.getElementById('succeeded').textContent === '0'")
+    assert number(page, "scheduled") == "0"
     assert number(page, "workers") not in {"\u2013", "0", "n/a"}
     with stack.client(key) as client:
         for _ in range(40):
             submit(client, "sleep", {"ms": 50})
-        submit(client, "fail", {"rate": 1, "seed": 1}, max_attempts=1)
+        failing = submit(client, "fail", {"rate": 1, "seed": 1}, max_attempts=1)
     page.wait_for_function(
         "Number(document.getElementById('succeeded').textContent) >= 40", timeout=60_000
     )
@@ -62,6 +63,21 @@ def test_dashboard_loads_and_numbers_move(stack: Stack, browser, tmp_path: Path)
     points = page.locator("#line-throughput").get_attribute("points") or ""
     assert len(points.split()) >= 2
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+    # Retry from the recent-failures list: the job runs again (and fails again,
+    # deterministically), with the first run kept in its history.
+    page.locator(f"#failures button.retry[data-job='{failing['id']}']").click()
+    page.wait_for_function("document.getElementById('status').textContent.includes('queued again')")
+    with stack.client(key) as client:
+        wait_until(
+            lambda: len(client.get(f"/v1/jobs/{failing['id']}").json()["attempt_history"]) == 1,
+            10,
+            what="the retry recorded",
+        )
+        again = wait_terminal(client, failing["id"])
+    assert again["status"] == "failed" and again["attempts"] == 1
+    assert again["attempt_history"][0]["status"] == "failed"
+    page.wait_for_function("Number(document.getElementById('failed').textContent) === 1")
     page.close()
 
 

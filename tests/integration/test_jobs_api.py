@@ -68,6 +68,7 @@ def test_cancel_finished_job_is_409(client) -> None:  # type: ignore[no-untyped-
 def test_stats_counts_by_status_and_reports_queue_depth(stack: Stack) -> None:
     with stack.client(stack.create_key(f"stats-{uuid.uuid4().hex[:6]}")) as client:
         assert client.get("/v1/stats").json()["counts"] == {
+            "scheduled": 0,
             "queued": 0,
             "running": 0,
             "succeeded": 0,

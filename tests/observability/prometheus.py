@@ -8,7 +8,7 @@ import math
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,14 @@ class Prometheus:
 
 @contextlib.contextmanager
 def run_prometheus(
-    binary: str, workdir: Path, jobs: dict[str, list[str]], rule_groups: list[dict[str, Any]]
+    binary: str,
+    workdir: Path,
+    jobs: dict[str, list[str]],
+    rule_groups: list[dict[str, Any]],
+    scrape_configs: Sequence[dict[str, Any]] = (),
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping `jobs` ({job name: [host:port]}) with `rule_groups`."""
+    """Prometheus scraping `jobs` ({job name: [host:port]}), and any other
+    `scrape_configs` as given, with `rule_groups`."""
     rules = workdir / "rules.yml"
     rules.write_text(yaml.safe_dump({"groups": rule_groups}))
     config = workdir / "prometheus.yml"
@@ -90,7 +95,8 @@ def run_prometheus(
                 "scrape_configs": [
                     {"job_name": name, "static_configs": [{"targets": targets}]}
                     for name, targets in jobs.items()
-                ],
+                ]
+                + list(scrape_configs),
             }
         )
     )

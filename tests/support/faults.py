@@ -50,7 +50,7 @@ def query(database_url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
 
 def status_counts(database_url: str) -> dict[str, int]:
     rows = query(database_url, "SELECT status, count(*) AS n FROM jobs GROUP BY status")
-    counts = dict.fromkeys(("queued", "running", *TERMINAL), 0)
+    counts = dict.fromkeys(("scheduled", "queued", "running", *TERMINAL), 0)
     counts.update({row["status"]: int(row["n"]) for row in rows})
     return counts
 

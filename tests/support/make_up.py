@@ -9,7 +9,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.support.engines import ROOT
+from tests.support.commands import Command
+from tests.support.engines import ROOT, free_port
 
 QUICKSTART_PORT = 8000  # the quickstart's URLs say 8000
 
@@ -44,3 +45,20 @@ def check_quickstart(cwd: Path, key: str, readme: Path = ROOT / "README.md") -> 
         digest = hashlib.sha256(digest).digest()
     assert '"status":"succeeded"' in run.stdout, run.stdout
     assert digest.hex() in run.stdout, run.stdout
+
+
+def make_up_command(data_dir: Path, port: int, workers: int = 1) -> Command:
+    """`make up` on its own data dir, API port and embedded engines' ports."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    }
+    env.update(
+        PORT=str(port),
+        CONVEYOR_DATA_DIR=str(data_dir),
+        WORKERS=str(workers),
+        EMBEDDED_POSTGRES_PORT=str(free_port()),
+        EMBEDDED_REDIS_PORT=str(free_port()),
+    )
+    return Command(["make", "up"], ROOT, env, data_dir.parent / f"make-up-{port}.log")

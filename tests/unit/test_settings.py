@@ -75,3 +75,16 @@ def test_load_settings_prints_one_line_per_bad_variable(env, capsys) -> None:  #
     assert lines[0].startswith("config error: DATABASE_URL scheme must be one of")
     assert lines[1].startswith("config error: LOG_FORMAT ")
     assert "secretpw" not in "".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("days", "seconds"), [(None, 7 * 86400.0), ("0.5", 43200.0), ("0.001", 86.4), ("0", None)]
+)
+def test_job_retention_days_take_fractions_and_0_keeps_jobs(env, days, seconds) -> None:  # type: ignore[no-untyped-def]
+    from conveyor.worker.settings import SchedulerSettings
+
+    env.setenv("DATABASE_URL", "postgresql://u:p@db/app")
+    env.delenv("JOB_RETENTION_DAYS", raising=False)
+    if days is not None:
+        env.setenv("JOB_RETENTION_DAYS", days)
+    assert SchedulerSettings().job_retention_seconds == pytest.approx(seconds)

@@ -91,6 +91,7 @@ GRACEFUL_TIMEOUT_SECONDS: {{ .Values.api.gracefulTimeoutSeconds | quote }}
 WORKER_SHUTDOWN_GRACE_SECONDS: {{ .Values.worker.shutdownGraceSeconds | quote }}
 RATE_LIMIT_PER_MINUTE: {{ .Values.config.rateLimitPerMinute | quote }}
 IDEMPOTENCY_TTL_HOURS: {{ .Values.config.idempotencyTtlHours | quote }}
+JOB_RETENTION_DAYS: {{ .Values.config.jobRetentionDays | quote }}
 # The worker's and the scheduler's liveness probes read the file their loops touch.
 HEARTBEAT_FILE: "/tmp/conveyor.heartbeat"
 {{- with $otel.exporterOtlpEndpoint }}

@@ -37,6 +37,8 @@ class Base(DeclarativeBase):
 
 
 class JobStatus(enum.StrEnum):
+    # Waiting for its `run_at`; the scheduler queues it when due (not terminal).
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -109,6 +111,18 @@ class Job(Base):
             text("coalesce(run_after, created_at)"),
             postgresql_where=text(f"status = {sql_statuses(JobStatus.QUEUED)}"),
         ),
+        # The scheduler's two scans: delayed jobs falling due, and finished
+        # jobs past their retention (finished_at is set only on terminal jobs).
+        Index(
+            "ix_jobs_scheduled_run_at",
+            "run_at",
+            postgresql_where=text(f"status = {sql_statuses(JobStatus.SCHEDULED)}"),
+        ),
+        Index(
+            "ix_jobs_finished_at",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
         Index(
             "uq_jobs_tenant_idempotency_key",
             "tenant_id",
@@ -138,6 +152,13 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A delayed job's due time (the request's run_at, or its submit time plus
+    # delay_seconds, never earlier than the submit); null for a job run at once.
+    run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # One entry per earlier run of the job, appended by POST /v1/jobs/{id}/retry.
+    attempt_history: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
 
 
 # Columns only the services use: tenancy, the lease, retry timing and the

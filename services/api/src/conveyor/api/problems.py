@@ -116,7 +116,8 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         field = _field_path(tuple(err["loc"]))
         if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             field = "kind"
-        errors.append({"field": field, "message": err["msg"]})
+        # A validator's own ValueError reads as its message, without pydantic's prefix.
+        errors.append({"field": field, "message": err["msg"].removeprefix("Value error, ")})
     return errors
 
 
@@ -216,6 +217,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     for error_type in _UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _unavailable)
+
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # JSON allows "\u0000" in a string, Postgres' jsonb does not: bad input, not our fault.
+        return problem_response(
+            request,
+            422,
+            "Invalid request",
+            "A string in the request holds the character \\u0000, which cannot be stored.",
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -52,7 +52,16 @@ class Failure(BaseModel):
 class Stats(BaseModel):
     counts: dict[str, int] = Field(
         description="This tenant's jobs by status",
-        examples=[{"queued": 3, "running": 2, "succeeded": 40, "failed": 1, "cancelled": 0}],
+        examples=[
+            {
+                "scheduled": 5,
+                "queued": 3,
+                "running": 2,
+                "succeeded": 40,
+                "failed": 1,
+                "cancelled": 0,
+            }
+        ],
     )
     queue_depth: int | None = Field(
         description="Messages waiting in the broker for any tenant; null if it is unreachable"

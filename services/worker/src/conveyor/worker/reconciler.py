@@ -1,7 +1,8 @@
-"""One reconciliation pass: requeue lost work and re-publish lost messages.
+"""One reconciliation pass: queue delayed jobs that fell due, requeue lost
+work, re-publish lost messages, and delete finished jobs past their retention.
 
-Each pass counts the expired leases it handled in `reconciler_metrics()`, which
-the scheduler serves on METRICS_PORT.
+Each pass counts what it did in `reconciler_metrics()`, which the scheduler
+serves on METRICS_PORT.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from conveyor.common.logging import get_logger
 from conveyor.common.tasks import JOBS_QUEUE, publish_run_job
 from conveyor.worker import repository
+from conveyor.worker.push import push_run_jobs
 from conveyor.worker.repository import JobRef
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ class ReconcilerMetrics:
     registry: CollectorRegistry
     leases_requeued: Counter
     leases_failed: Counter
+    scheduled_queued: Counter
+    jobs_pruned: Counter
 
 
 @cache
@@ -51,6 +55,16 @@ def reconciler_metrics() -> ReconcilerMetrics:
             "Running jobs whose lease expired with no attempt left, failed by the reconciler.",
             registry=registry,
         ),
+        scheduled_queued=Counter(
+            "conveyor_scheduler_delayed_jobs_queued_total",
+            "Delayed (scheduled) jobs the scheduler queued and published when they fell due.",
+            registry=registry,
+        ),
+        jobs_pruned=Counter(
+            "conveyor_retention_jobs_pruned_total",
+            "Finished jobs deleted because they were older than JOB_RETENTION_DAYS.",
+            registry=registry,
+        ),
     )
 
 
@@ -59,6 +73,14 @@ class PassResult:
     lease_requeued: int
     lease_failed: int
     republished: int
+    due_queued: int = 0
+    pruned: int = 0
+
+
+# Rows per statement, and statements per pass, for the two scans that may find
+# many: each batch is its own short transaction, so nothing waits on a pass.
+BATCH = 500
+MAX_BATCHES = 20
 
 
 def _publish_all(celery: Celery, jobs: list[JobRef]) -> int:
@@ -73,9 +95,45 @@ def _publish_all(celery: Celery, jobs: list[JobRef]) -> int:
     return sent
 
 
+def publish_due(engine: Engine, celery: Celery, broker: redis.Redis) -> int:
+    """Queue and publish delayed jobs whose run_at has come, a batch at a time."""
+    queued = 0
+    for _ in range(MAX_BATCHES):
+        due = repository.queue_due_scheduled(engine, BATCH)
+        reconciler_metrics().scheduled_queued.inc(len(due))
+        queued += len(due)
+        try:
+            push_run_jobs(celery, broker, due)
+        except Exception as exc:  # they stay queued: the stale re-publish sends them
+            log.warning("publishing due jobs failed", jobs=len(due), error=str(exc))
+            break
+        if len(due) < BATCH:
+            break
+    return queued
+
+
+def prune_expired(engine: Engine, retention_s: float) -> int:
+    """Delete finished jobs older than the retention, a bounded batch at a time."""
+    pruned = 0
+    for _ in range(MAX_BATCHES):
+        deleted = repository.delete_expired(engine, retention_s, BATCH)
+        reconciler_metrics().jobs_pruned.inc(deleted)
+        pruned += deleted
+        if deleted < BATCH:
+            break
+    return pruned
+
+
 def reconcile_once(
-    engine: Engine, celery: Celery, broker: redis.Redis, *, queued_after_s: float
+    engine: Engine,
+    celery: Celery,
+    broker: redis.Redis,
+    *,
+    queued_after_s: float,
+    retention_s: float | None = None,
 ) -> PassResult:
+    # First: due times are the one thing here that users time.
+    due_queued = publish_due(engine, celery, broker)
     requeued, failed = repository.requeue_expired_leases(engine)
     # Counted once committed, before anything below can raise.
     metrics = reconciler_metrics()
@@ -93,12 +151,8 @@ def reconcile_once(
         if missing > 0:
             stale = repository.touch_stale_queued(engine, queued_after_s, limit=min(missing, 1000))
             sent += _publish_all(celery, stale)
-    result = PassResult(len(requeued), failed, sent)
-    if result.lease_requeued or result.lease_failed or result.republished:
-        log.info(
-            "reconciled",
-            lease_requeued=result.lease_requeued,
-            lease_failed=result.lease_failed,
-            republished=result.republished,
-        )
+    pruned = prune_expired(engine, retention_s) if retention_s else 0
+    result = PassResult(len(requeued), failed, sent, due_queued, pruned)
+    if any(vars(result).values()):
+        log.info("reconciled", **vars(result))
     return result

@@ -1,4 +1,5 @@
-"""`python -m conveyor.worker.scheduler`: the reconciler's clock.
+"""`python -m conveyor.worker.scheduler`: the reconciler's clock. Each tick
+queues delayed jobs that fell due, recovers lost work and applies retention.
 
 Only one should run. If two do by mistake, a Postgres advisory lock lets one
 work while the other waits; and even without it, claims make duplicate
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -52,6 +54,7 @@ def main() -> None:
     broker = redis.Redis.from_url(settings.broker_url, socket_timeout=3, socket_connect_timeout=3)
     log.info("scheduler started", interval_s=settings.reconcile_interval_seconds)
     while not stop.is_set():
+        tick_started = time.monotonic()
         try:
             with engine.connect() as lock_conn:
                 got = lock_conn.execute(
@@ -64,6 +67,7 @@ def main() -> None:
                             celery,
                             broker,
                             queued_after_s=settings.reconcile_queued_after_seconds,
+                            retention_s=settings.job_retention_seconds,
                         )
                     finally:
                         lock_conn.execute(
@@ -76,7 +80,10 @@ def main() -> None:
             # The loop is alive, whatever the pass found: a stuck loop is what a
             # restart fixes, a database outage is not.
             Path(settings.heartbeat_file).touch()
-        stop.wait(settings.reconcile_interval_seconds)
+        # A fixed rate, not a fixed pause: a delayed job is queued at most one
+        # interval after its run_at, however long the pass took.
+        elapsed = time.monotonic() - tick_started
+        stop.wait(max(0.0, settings.reconcile_interval_seconds - elapsed))
     celery.close()
     engine.dispose()
     log.info("scheduler stopped")

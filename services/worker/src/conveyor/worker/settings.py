@@ -26,3 +26,10 @@ class SchedulerSettings(Settings):
     metrics_port: int = Field(default=9808, ge=0, le=65535)
     # Touched once a tick, for an exec liveness probe; empty (the default) writes none.
     heartbeat_file: str = ""
+    # Finished jobs older than this are deleted. Fractions are fine (0.5 = 12 h;
+    # 0.001 = 86.4 s, for soak tests); 0 keeps every job forever.
+    job_retention_days: float = Field(default=7, ge=0, le=36500)
+
+    @property
+    def job_retention_seconds(self) -> float | None:
+        return self.job_retention_days * 86400 if self.job_retention_days else None

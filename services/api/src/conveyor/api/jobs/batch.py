@@ -13,6 +13,7 @@ from conveyor.api.deps import StateDep, WriterDep
 from conveyor.api.jobs.schemas import JobCreate, JobOut
 from conveyor.api.jobs.submit import KeyRevoked, insert_jobs
 from conveyor.api.problems import problem_responses
+from conveyor.common.models import JobStatus
 
 MAX_BATCH = 1000
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -68,6 +69,10 @@ async def submit_batch(
     for job in inserted:
         state.metrics.jobs_submitted.labels(job["kind"]).inc()
     await state.publisher.publish_many(
-        [(job["id"], job["kind"], job["params"]) for job in inserted]
+        [
+            (job["id"], job["kind"], job["params"])
+            for job in inserted
+            if job["status"] == JobStatus.QUEUED  # delayed ones wait for the scheduler
+        ]
     )
     return JobBatchOut(items=[JobOut.model_validate(dict(job)) for job in inserted])

@@ -69,7 +69,8 @@ async def submit_job(
     headers = {"Location": f"/v1/jobs/{job['id']}"}
     if created:
         state.metrics.jobs_submitted.labels(body.kind).inc()
-        await state.publisher.publish(job["id"], body.kind, job["params"])
+        if job["status"] == JobStatus.QUEUED:  # a delayed job waits for the scheduler
+            await state.publisher.publish(job["id"], body.kind, job["params"])
     else:
         headers["Idempotent-Replayed"] = "true"
     # Rendered here in one pydantic call; returning the model would have FastAPI
@@ -140,7 +141,26 @@ async def list_jobs(
     responses=problem_responses(
         404, 409, *_ALWAYS, descriptions={409: "The job has already finished; says how"}
     ),
-    summary="Cancel a queued or running job",
+    summary="Cancel a scheduled, queued or running job",
 )
 async def cancel_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(await service.cancel_job(session, principal.tenant_id, job_id))
+
+
+@router.post(
+    "/{job_id}/retry",
+    response_model=JobOut,
+    responses=problem_responses(
+        404, 409, *_ALWAYS, descriptions={409: "The job is not failed or cancelled"}
+    ),
+    summary="Run a failed or cancelled job again",
+)
+async def retry_job(
+    job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, state: StateDep
+) -> JobOut:
+    """Back to `queued` with a fresh attempt budget; the run before is kept in
+    `attempt_history`."""
+    job = await service.retry_job(session, principal.tenant_id, job_id)
+    # Committed first: a failed publish leaves it queued for the reconciler.
+    await state.publisher.publish(job.id, job.kind, job.params)
+    return JobOut.model_validate(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -14,7 +15,15 @@ from typing import (
     get_type_hints,
 )
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from conveyor.common.kinds import KINDS, KindParams, KindSpec, MaxAttempts
 from conveyor.common.models import JOB_PUBLIC_COLUMNS, Job, JobStatus
@@ -24,6 +33,11 @@ from conveyor.common.models import JOB_PUBLIC_COLUMNS, Job, JobStatus
 # `kind` enums and the examples, with nothing to edit here.
 
 
+# How far ahead a job may be delayed (docs/design.md, "Interfaces").
+MAX_DELAY_SECONDS = 30 * 86400
+_PAST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 class JobCreateBase(BaseModel):
     """The shape of every kind's request; each kind narrows `kind` and `params`."""
 
@@ -31,6 +45,34 @@ class JobCreateBase(BaseModel):
     kind: str
     params: KindParams
     max_attempts: MaxAttempts | None = None
+    run_at: AwareDatetime | None = Field(
+        default=None,
+        description="Run no earlier than this RFC 3339 time (with its offset), at most 30 days"
+        " ahead; a time already past runs at once. Not with `delay_seconds`.",
+    )
+    delay_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description="Run this many seconds after the submit (0 to 2592000, 30 days)."
+        " Not with `run_at`.",
+    )
+
+    @field_validator("run_at")
+    @classmethod
+    def _within_horizon(cls, value: datetime | None) -> datetime | None:
+        # Checked against this server's clock; the database's decides when it is due.
+        if value is not None and value > datetime.now(UTC) + timedelta(seconds=MAX_DELAY_SECONDS):
+            raise ValueError("must be at most 30 days ahead")
+        # Any past time means "now"; a floor keeps year-1 times encodable in UTC.
+        return None if value is None else max(value, _PAST)
+
+    @field_validator("delay_seconds")
+    @classmethod
+    def _not_both(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("run_at") is not None:
+            raise ValueError("give either run_at or delay_seconds, not both")
+        return value
 
 
 def _request_model(spec: KindSpec) -> type[JobCreateBase]:
@@ -95,6 +137,8 @@ class JobOutBase(BaseModel):
                     "updated_at": "2026-11-27T12:00:00.3Z",
                     "started_at": "2026-11-27T12:00:00.05Z",
                     "finished_at": "2026-11-27T12:00:00.3Z",
+                    "run_at": None,
+                    "attempt_history": [],
                 }
             ]
         },

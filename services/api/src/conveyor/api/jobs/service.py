@@ -1,16 +1,22 @@
-"""Job reads and cancels for the API (submits: submit.py). Every query is
-scoped to the caller's tenant."""
+"""Job reads, cancels and retries for the API (submits: submit.py). Every
+query is scoped to the caller's tenant."""
 
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conveyor.api.jobs.cursor import decode_cursor, encode_cursor
 from conveyor.api.problems import Problem
 from conveyor.common.models import Job, JobStatus
+
+# What a cancel may stop. A running job's worker finds its outcome write fenced
+# off and its handler interrupted (docs/design.md, "Cancelling a running job").
+_CANCELLABLE = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_RETRYABLE = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 
 
 def _not_found(job_id: uuid.UUID) -> Problem:
@@ -50,17 +56,12 @@ async def list_jobs(
     return rows[:limit], encode_cursor(last.created_at, last.id)
 
 
-# What a cancel may stop. A running job's worker finds its outcome write fenced
-# off and its handler interrupted (docs/design.md, "Cancelling a running job").
-CANCELLABLE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
-
-
 async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
     """One conditional UPDATE: against a worker's outcome write, exactly one wins,
     and the loser's reply (200 cancelled, or 409 naming the state) says which."""
     stmt = (
         update(Job)
-        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(CANCELLABLE))
+        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(_CANCELLABLE))
         .values(
             status=JobStatus.CANCELLED.value,
             lease_expires_at=None,
@@ -77,7 +78,56 @@ async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.U
     raise Problem(
         409,
         "Conflict",
-        f"Job {job_id} is already {current.status}; only queued or running jobs can be cancelled.",
+        f"Job {job_id} is already {current.status}; only scheduled, queued or running jobs "
+        "can be cancelled.",
+        status_value=current.status,
+    )
+
+
+async def retry_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    """failed or cancelled -> queued, attempts 0; the run that ended goes to
+    attempt_history. One conditional UPDATE: of two concurrent retries, one wins."""
+    earlier_run = func.jsonb_build_object(
+        "status", Job.status,
+        "attempts", Job.attempts,
+        "error", Job.error,
+        "worker_id", Job.worker_id,
+        "run_at", Job.run_at,
+        "started_at", Job.started_at,
+        "finished_at", Job.finished_at,
+        "retried_at", func.now(),
+    )  # fmt: skip
+    stmt = (
+        update(Job)
+        .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(_RETRYABLE))
+        .values(
+            status=JobStatus.QUEUED.value,
+            attempts=0,
+            attempt_history=Job.attempt_history.op("||", return_type=JSONB)(
+                func.jsonb_build_array(earlier_run)
+            ),
+            result=None,
+            error=None,
+            worker_id=None,
+            lease_expires_at=None,
+            run_at=None,
+            started_at=None,
+            finished_at=None,
+            # Runnable from now: the queue age counts from the retry, not the submit.
+            run_after=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(Job)
+    )
+    job = (await session.execute(stmt)).scalar_one_or_none()
+    await session.commit()
+    if job is not None:
+        return job
+    current = await get_job(session, tenant_id, job_id)
+    raise Problem(
+        409,
+        "Conflict",
+        f"Job {job_id} is {current.status}; only failed or cancelled jobs can be retried.",
         status_value=current.status,
     )
 

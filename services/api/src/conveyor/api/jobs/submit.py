@@ -30,10 +30,19 @@ from conveyor.common.models import JOB_PUBLIC_COLUMNS, JobStatus, sql_statuses
 # shows (models.JOB_PUBLIC_COLUMNS), and statuses come from JobStatus.
 _PUBLIC = ", ".join(JOB_PUBLIC_COLUMNS)
 _QUEUED = sql_statuses(JobStatus.QUEUED)
+_SCHEDULED = sql_statuses(JobStatus.SCHEDULED)
+# A delayed job's due time, on the database's clock (the one the scheduler
+# reads): the request's run_at, or now + delay_seconds. A due time not in the
+# future is queued at once; run_at never reads earlier than the submit.
+_DUE = "coalesce({run_at}::timestamptz, now() + make_interval(secs => {delay}::float8))"
+_STATUS = f"CASE WHEN due > now() THEN {_SCHEDULED} ELSE {_QUEUED} END"
+_RUN_AT = "CASE WHEN due IS NULL THEN NULL ELSE greatest(due, now()) END"
 _INSERT = f"""
 INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts,
-                  idempotency_key, request_hash)
-SELECT $2::uuid, $3::uuid, $4::text, $5::jsonb, {_QUEUED}, 0, $6::int, $7::text, $8::text
+                  idempotency_key, request_hash, run_at)
+SELECT $2::uuid, $3::uuid, $4::text, $5::jsonb, {_STATUS}, 0, $6::int, $7::text, $8::text,
+       {_RUN_AT}
+FROM (SELECT {_DUE.format(run_at="$9", delay="$10")} AS due) AS d
 WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING {_PUBLIC}
@@ -45,10 +54,11 @@ FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2
 _RELEASE_KEY = "UPDATE jobs SET idempotency_key = NULL WHERE id = $1"
 _KEY_CHECK = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)"
 _INSERT_MANY = f"""
-INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts)
-SELECT id, $2, kind, params, {_QUEUED}, 0, max_attempts
-FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::int[])
-     WITH ORDINALITY AS j(id, kind, params, max_attempts, n)
+INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts, run_at)
+SELECT id, $2, kind, params, {_STATUS}, 0, max_attempts, {_RUN_AT}
+FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::int[], $7::timestamptz[], $8::float8[])
+     WITH ORDINALITY AS j(id, kind, params, max_attempts, run_at, delay, n),
+     LATERAL (SELECT {_DUE.format(run_at="j.run_at", delay="j.delay")} AS due) AS d
 WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ORDER BY n
 RETURNING {_PUBLIC}
@@ -64,11 +74,16 @@ class KeyRevoked(Exception):
 
 
 def request_fingerprint(body: JobCreate, max_attempts: int) -> str:
-    canonical = {
+    canonical: dict[str, Any] = {
         "kind": body.kind,
         "params": body.params.model_dump(mode="json"),
         "max_attempts": max_attempts,
     }
+    # Only when given, so a plain request's fingerprint is what it always was.
+    if body.run_at is not None:
+        canonical["run_at"] = body.run_at.isoformat()
+    if body.delay_seconds is not None:
+        canonical["delay_seconds"] = body.delay_seconds
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -92,8 +107,8 @@ async def insert_job(
     idempotency_key: str | None,
     idempotency_ttl: timedelta,
 ) -> tuple[asyncpg.Record, bool]:
-    """Insert a queued job, committed on return. Returns (job row, created).
-    Raises KeyRevoked."""
+    """Insert a queued (or, delayed, scheduled) job, committed on return.
+    Returns (job row, created). Raises KeyRevoked."""
     tenant_id, key_id = principal.tenant_id, principal.key_id
     max_attempts = body.max_attempts or default_max_attempts
     params = body.params.model_dump(mode="json")
@@ -101,7 +116,17 @@ async def insert_job(
         with traced("INSERT jobs", _INSERT):
             new_id = uuid.uuid4()
             row = await pool.fetchrow(
-                _INSERT, key_id, new_id, tenant_id, body.kind, params, max_attempts, None, None
+                _INSERT,
+                key_id,
+                new_id,
+                tenant_id,
+                body.kind,
+                params,
+                max_attempts,
+                None,
+                None,
+                body.run_at,
+                body.delay_seconds,
             )
         if row is None:  # no Idempotency-Key, so no conflict: the key's guard said no
             raise KeyRevoked
@@ -131,6 +156,8 @@ async def insert_job(
                         max_attempts,
                         idempotency_key,
                         fingerprint,
+                        body.run_at,
+                        body.delay_seconds,
                     )
                 if row is None:
                     raise _LostRace
@@ -151,12 +178,14 @@ async def insert_jobs(
 ) -> list[asyncpg.Record]:
     """Insert all of them in one statement (so one transaction), in order.
     Raises KeyRevoked."""
-    columns: tuple[list[Any], ...] = ([], [], [], [])
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for job in jobs:
         columns[0].append(uuid.uuid4())
         columns[1].append(job.kind)
         columns[2].append(job.params.model_dump(mode="json"))
         columns[3].append(job.max_attempts or default_max_attempts)
+        columns[4].append(job.run_at)
+        columns[5].append(job.delay_seconds)
     with traced("INSERT jobs", _INSERT_MANY):
         rows: list[asyncpg.Record] = await pool.fetch(
             _INSERT_MANY, principal.key_id, principal.tenant_id, *columns
