@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, worker_bench
+from bench import api_bench, wait_bench, worker_bench
 from bench.harness import ROOT, Bench, bench_engines, machine, stop_on_signals
 
 # key path -> (comparison, target)
@@ -31,6 +31,7 @@ TARGETS: dict[str, tuple[str, float | str]] = {
     "startup.api_stop_s": ("<=", 2),
     "memory.api_rss_mb": ("<=", 150),
     "tracing.drop": ("<=", 0.10),  # at the default head sampling (1 trace in 10)
+    "wait_fanout.p99_ms": ("<=", 50),  # other routes while 500 clients wait on ?wait=30
 }
 
 
@@ -86,6 +87,7 @@ def run_all(workdir: Path, smoke: bool) -> dict[str, Any]:
             ("api_submit", api_bench.api_submit),
             ("api_batch", api_bench.api_batch),
             ("tracing", api_bench.tracing_overhead),
+            ("wait_fanout", wait_bench.wait_fanout),
             ("worker", worker_bench.worker_e2e),
             ("scaling_cpu", worker_bench.scaling_cpu),
             ("scaling_io", worker_bench.scaling_io),

@@ -18,8 +18,9 @@ def main() -> None:
     settings = load_settings(ApiSettings)
     configure_logging(settings.log_level, settings.log_format)
     configure_tracing("conveyor-api")
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host="0.0.0.0",  # noqa: S104 - a container's port is reached from outside it
         port=settings.port,
         log_config=None,  # our handlers render uvicorn's logs as JSON
@@ -33,8 +34,12 @@ def main() -> None:
     # Python handler in place that re-raise is a no-op, and we exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
+    server = uvicorn.Server(config)
+    # Requests waiting on ?wait= answer at once when a stop begins, instead of
+    # holding the graceful shutdown for up to their 30 s.
+    app.state.stopping = lambda: server.should_exit
     freeze_startup_objects()
-    uvicorn.Server(config).run()
+    server.run()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from conveyor.api.tracing import instrument_app, telemetry_config
 from conveyor.common.queues import all_queues
 
 DESCRIPTION = """
-Submit jobs, read their results, list them, and cancel the ones still queued.
+Submit jobs, read (or wait for) their results, list them, and cancel the ones
+still queued or running.
 
 Authenticate with `Authorization: Bearer <api key>`; create a key with
 `python scripts/create_api_key.py --tenant NAME`. Errors are RFC 9457 problem
@@ -38,13 +39,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await AppState.build(settings, metrics)
         app.state.conveyor = state
+        state.job_waiters.start()
         queue_age = asyncio.create_task(refresh_queue_age(state.engine, metrics.queue_age))
+        # `python -m conveyor.api` sets `app.state.stopping` to its server's exit flag.
+        stopping = getattr(app.state, "stopping", lambda: False)
+        stop_waits = asyncio.create_task(state.job_waiters.stop_waiting_when(stopping))
         try:
             yield
         finally:
-            queue_age.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await queue_age
+            for task in (queue_age, stop_waits):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await state.close()
 
     app = FastAPI(

@@ -7,6 +7,7 @@
   presence keys), both read at scrape time (pools.py).
 - `conveyor_queue_oldest_job_age_seconds`: the oldest runnable queued job's wait,
   read from Postgres by a lifespan task (queue_age.py).
+- `conveyor_api_job_waiters`: requests in `GET /v1/jobs/{id}?wait=` asleep now.
 
 middleware.EdgeMiddleware records the HTTP series and writes the access log.
 """
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -33,6 +34,7 @@ class ApiMetrics:
     latency: Histogram
     jobs_submitted: Counter
     queue_age: QueueAgeCollector  # fed by queue_age.refresh_queue_age in the lifespan
+    job_waiters: Gauge
 
 
 class QueueDepthCollector(Collector):
@@ -111,6 +113,11 @@ def make_api_metrics(broker_url: str | None = None, queues: Iterable[str] = ()) 
             "conveyor_jobs_submitted_total",
             "Jobs accepted by the API, by kind.",
             ["kind"],
+            registry=registry,
+        ),
+        job_waiters=Gauge(
+            "conveyor_api_job_waiters",
+            "Requests asleep until a job finishes (GET /v1/jobs/{id}?wait=).",
             registry=registry,
         ),
     )

@@ -10,8 +10,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from conveyor.api.jobs.waiters import JobWaiters
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.pg import create_pg_pool
+from conveyor.api.pg import asyncpg_dsn, create_pg_pool
 from conveyor.api.principal import VerifiedKeys
 from conveyor.api.publisher import JobPublisher
 from conveyor.api.ratelimit import RateLimiter
@@ -31,6 +32,7 @@ class AppState:
     rate_limiter: RateLimiter
     metrics: ApiMetrics
     verified_keys: VerifiedKeys
+    job_waiters: JobWaiters  # GET /v1/jobs/{id}?wait=: one LISTEN connection
 
     @classmethod
     async def build(cls, settings: ApiSettings, metrics: ApiMetrics) -> AppState:
@@ -58,9 +60,11 @@ class AppState:
             ),
             metrics=metrics,
             verified_keys=VerifiedKeys(),
+            job_waiters=JobWaiters(asyncpg_dsn(settings)[0], metrics.job_waiters),
         )
 
     async def close(self) -> None:
+        await self.job_waiters.close()
         self.publisher.close()
         await self.redis.aclose()
         await self.pg.close()

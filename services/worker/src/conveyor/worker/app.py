@@ -87,7 +87,9 @@ def create_celery_app(settings: WorkerSettings) -> Celery:
 
     @signals.worker_process_init.connect(weak=False)
     def build_child_runtime(**_: Any) -> None:
-        get_runtime(app).db.open()
+        runtime = get_runtime(app)
+        runtime.interrupt.install()  # a cancel can stop this child's handler
+        runtime.db.open()
 
     _release_on_shutdown(app)
     say_through_logging()  # compat entries: each checks the installed version

@@ -31,6 +31,7 @@ _QUEUED = sql_statuses(JobStatus.QUEUED)
 _RUNNING = sql_statuses(JobStatus.RUNNING)
 _SUCCEEDED = sql_statuses(JobStatus.SUCCEEDED)
 _FAILED = sql_statuses(JobStatus.FAILED)
+_CANCELLED = sql_statuses(JobStatus.CANCELLED)
 
 _CLAIM = f"""\
 UPDATE jobs SET status = {_RUNNING}, attempts = attempts + 1, worker_id = %(worker)s,
@@ -47,6 +48,11 @@ WHERE id = %(id)s AND status = {_RUNNING} AND worker_id = %(worker)s AND attempt
 _RENEW = f"""\
 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
 {_FENCE}"""  # noqa: S608
+
+# This attempt's job was cancelled by the API (its fence minus the status).
+_IS_CANCELLED = f"""\
+SELECT 1 FROM jobs WHERE id = %(id)s AND status = {_CANCELLED}
+ AND worker_id = %(worker)s AND attempts = %(attempt)s"""  # noqa: S608
 
 _SUCCEED = f"""\
 UPDATE jobs SET status = {_SUCCEEDED}, result = %(result)s, error = NULL,
@@ -89,6 +95,12 @@ def claim(db: Connections, job_id: uuid.UUID, worker_id: str, lease_s: float) ->
 def renew_lease(db: Connections, job: ClaimedJob, lease_s: float) -> bool:
     rowcount, _ = db.execute(_RENEW, {**job.fence(), "lease": float(lease_s)})
     return rowcount == 1
+
+
+def is_cancelled(db: Connections, job: ClaimedJob) -> bool:
+    """True once the API has cancelled this very attempt (the lease keeper asks)."""
+    _, row = db.execute(_IS_CANCELLED, job.fence())
+    return row is not None
 
 
 def succeed(db: Connections, job: ClaimedJob, result: dict[str, Any]) -> bool:

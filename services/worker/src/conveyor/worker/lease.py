@@ -1,4 +1,4 @@
-"""Keeps a running job's lease alive while its handler works."""
+"""Keeps a running job's lease alive while its handler works, and notices a cancel."""
 
 from __future__ import annotations
 
@@ -8,31 +8,45 @@ import time
 from conveyor.common.logging import get_logger
 from conveyor.worker import attempts
 from conveyor.worker.attempts import ClaimedJob
+from conveyor.worker.cancel import HandlerInterrupt
 from conveyor.worker.pg import Connections
 
 log = get_logger(__name__)
+
+# How often a held job's row is read for a cancel: a job stops within about
+# this long of its cancel, and a job shorter than this costs no read at all
+# (docs/design.md, "Cancelling a running job").
+CANCEL_CHECK_SECONDS = 1.0
 
 
 class LeaseKeeper:
     """One per process (a pool child runs one job at a time): a daemon thread
     renews the held job's lease once it has run a third of the lease, and every
-    third after that.
+    third after that, and reads the job's status every CANCEL_CHECK_SECONDS.
 
     Holding and releasing a job only set a field under a lock: a short job
     costs no thread, no wake-up and no SQL. If this process dies, renewals stop
     and the reconciler requeues the job once the lease runs out.
     """
 
-    def __init__(self, db: Connections, lease_s: float) -> None:
-        self.db, self.lease_s = db, lease_s
+    def __init__(
+        self,
+        db: Connections,
+        lease_s: float,
+        interrupt: HandlerInterrupt | None = None,
+        check_s: float = CANCEL_CHECK_SECONDS,
+    ) -> None:
+        self.db, self.lease_s, self.check_s = db, lease_s, check_s
+        self.interrupt = interrupt or HandlerInterrupt()
         self.lock = threading.Condition()
         self.job: ClaimedJob | None = None
-        self.due = 0.0
+        self.due = self.check_due = 0.0
         self.thread: threading.Thread | None = None
 
     def hold(self, job: ClaimedJob) -> None:
         with self.lock:
-            self.job, self.due = job, time.monotonic() + self.lease_s / 3
+            now = time.monotonic()
+            self.job, self.due, self.check_due = job, now + self.lease_s / 3, now + self.check_s
             if self.thread is None:  # first job of this process, after any fork
                 self.thread = threading.Thread(target=self.run, name="lease-keeper", daemon=True)
                 self.thread.start()
@@ -42,26 +56,51 @@ class LeaseKeeper:
             self.job = None
 
     def run(self) -> None:
-        # Without a job it sleeps a third of a lease, so it always wakes by the
-        # due time of a job held meanwhile: no wake-up is needed on hold().
+        # Without a job it sleeps the shorter of a third of a lease and a check
+        # interval, so it always wakes by the due times of a job held
+        # meanwhile: no wake-up is needed on hold().
+        idle = min(self.lease_s / 3, self.check_s)
         while True:
             with self.lock:
-                job = self.job
-                wait = self.due - time.monotonic() if job is not None else self.lease_s / 3
-                if wait > 0 or job is None:
-                    self.lock.wait(max(wait, 0.0))
+                job, now = self.job, time.monotonic()
+                if job is None:
+                    self.lock.wait(idle)
                     continue
-                self.due += self.lease_s / 3
-            self.renew(job)
+                renew, check = self.due <= now, self.check_due <= now
+                if not (renew or check):
+                    self.lock.wait(min(self.due, self.check_due) - now)
+                    continue
+                if renew:
+                    self.due += self.lease_s / 3
+                if check:
+                    self.check_due = now + self.check_s
+            if renew:
+                self.renew(job)
+            if check:
+                self.check(job)
+
+    def _drop(self, job: ClaimedJob) -> bool:
+        """Stop keeping `job`; False if it was released meanwhile (it finished)."""
+        with self.lock:
+            still_held = self.job is job
+            if still_held:
+                self.job = None
+        return still_held
 
     def renew(self, job: ClaimedJob) -> None:
         try:
-            if not attempts.renew_lease(self.db, job, self.lease_s):
-                with self.lock:
-                    still_held = self.job is job
-                    if still_held:  # stop renewing; its outcome write will be fenced off
-                        self.job = None
-                if still_held:  # not merely finished while we renewed
-                    log.warning("lease lost", job_id=str(job.id))
+            # Not renewed: lost or cancelled; its outcome write will be fenced off.
+            if not attempts.renew_lease(self.db, job, self.lease_s) and self._drop(job):
+                log.warning("lease lost", job_id=str(job.id))
         except Exception as exc:  # the database may blip; try again next tick
             log.warning("lease renewal failed", job_id=str(job.id), error=str(exc))
+
+    def check(self, job: ClaimedJob) -> None:
+        try:
+            cancelled = attempts.is_cancelled(self.db, job)
+        except Exception as exc:  # next tick; the fence keeps the outcome right meanwhile
+            log.warning("cancel check failed", job_id=str(job.id), error=str(exc))
+            return
+        if cancelled and self._drop(job):
+            stopping = self.interrupt.cancel(job)
+            log.info("job cancelled while running", job_id=str(job.id), interrupting=stopping)

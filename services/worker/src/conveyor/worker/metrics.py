@@ -125,7 +125,7 @@ def job_started(task: Task[Any, Any], job: ClaimedJob) -> None:
 
 
 def job_finished(kind: str, outcome: str | None, duration_s: float) -> None:
-    """`outcome` is run_job's: succeeded, failed, queued (a retry), or None (lost)."""
+    """`outcome` is run_job's: succeeded, failed, cancelled, queued (a retry), or None (lost)."""
     status = {"queued": "retry", None: "lost"}.get(outcome, outcome or "lost")
     metrics = worker_metrics()
     metrics.jobs_finished.labels(kind, status).inc()

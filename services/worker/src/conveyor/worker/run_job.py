@@ -17,6 +17,7 @@ from conveyor.common.logging import get_logger
 from conveyor.common.models import JobStatus
 from conveyor.common.tasks import publish_run_job
 from conveyor.worker import attempts, metrics
+from conveyor.worker.cancel import JobCancelled
 from conveyor.worker.handlers import TransientJobError, resolve_handlers
 from conveyor.worker.runtime import get_runtime
 
@@ -62,7 +63,11 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
             if spec is None:  # sent by an API that knows more kinds: fail it, don't retry
                 raise LookupError(f"unknown job kind {job.kind!r}")
             params = spec.params_model.model_validate(job.params)
-            result = HANDLERS[job.kind](params, job.attempt)
+            with runtime.interrupt.handler_of(job):
+                result = HANDLERS[job.kind](params, job.attempt)
+        except JobCancelled:
+            # The API wrote `cancelled`; any write of ours would be fenced off.
+            outcome = JobStatus.CANCELLED
         except (TransientJobError, SoftTimeLimitExceeded) as exc:
             error = str(exc) or "time limit exceeded"
             retry_in = backoff_seconds(
@@ -85,7 +90,7 @@ def run_job(task: Task[Any, Any], job_id: str) -> None:
         duration = time.perf_counter() - started
         metrics.job_finished(job.kind, outcome, duration)
         if outcome is None:
-            log.warning("outcome discarded: the lease was lost to another attempt")
+            log.warning("outcome discarded: the job was cancelled or its lease lost")
         else:
             log.info(
                 "job finished",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from celery import Celery
 
+from conveyor.worker.cancel import HandlerInterrupt
 from conveyor.worker.lease import LeaseKeeper
 from conveyor.worker.pg import Connections
 from conveyor.worker.settings import WorkerSettings
@@ -18,6 +19,7 @@ class Runtime:
     settings: WorkerSettings
     db: Connections
     lease: LeaseKeeper
+    interrupt: HandlerInterrupt
     pid: int = field(default_factory=os.getpid)
 
 
@@ -30,6 +32,8 @@ def get_runtime(app: Celery) -> Runtime:
     if runtime is None or runtime.pid != os.getpid():
         settings: WorkerSettings = app.conveyor_settings  # type: ignore[attr-defined]
         db = Connections(settings.sync_database_url)
-        runtime = Runtime(settings, db, LeaseKeeper(db, settings.job_lease_seconds))
+        interrupt = HandlerInterrupt()
+        lease = LeaseKeeper(db, settings.job_lease_seconds, interrupt)
+        runtime = Runtime(settings, db, lease, interrupt)
         app.conveyor_runtime = runtime  # type: ignore[attr-defined]
     return runtime

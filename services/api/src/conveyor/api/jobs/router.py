@@ -13,6 +13,7 @@ from conveyor.api.deps import PrincipalDep, SessionDep, StateDep, WriterDep
 from conveyor.api.jobs import service
 from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage, KindName
 from conveyor.api.jobs.submit import KeyRevoked, insert_job
+from conveyor.api.jobs.waiters import MAX_WAIT_SECONDS, wait_for_job
 from conveyor.api.problems import problem_responses
 from conveyor.common.models import JobStatus
 
@@ -86,10 +87,28 @@ async def submit_job(
     "/{job_id}",
     response_model=JobOut,
     responses=problem_responses(404, *_ALWAYS),
-    summary="Get one job",
+    summary="Get one job, or wait for it to finish",
 )
-async def get_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
-    return JobOut.model_validate(await service.get_job(session, principal.tenant_id, job_id))
+async def get_job(
+    job_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: StateDep,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Seconds (at most 30) to wait for the job to finish: the answer "
+            "comes as soon as it is terminal, or after this long with its current state.",
+        ),
+    ] = None,
+) -> JobOut:
+    if wait:
+        job = await wait_for_job(state.job_waiters, session, principal.tenant_id, job_id, wait)
+    else:
+        job = await service.get_job(session, principal.tenant_id, job_id)
+    return JobOut.model_validate(job)
 
 
 @router.get(
@@ -120,9 +139,9 @@ async def list_jobs(
     "/{job_id}/cancel",
     response_model=JobOut,
     responses=problem_responses(
-        404, 409, *_ALWAYS, descriptions={409: "The job is no longer queued or scheduled"}
+        404, 409, *_ALWAYS, descriptions={409: "The job has already finished; says how"}
     ),
-    summary="Cancel a queued or scheduled job",
+    summary="Cancel a scheduled, queued or running job",
 )
 async def cancel_job(job_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(await service.cancel_job(session, principal.tenant_id, job_id))

@@ -13,7 +13,9 @@ from conveyor.api.jobs.cursor import decode_cursor, encode_cursor
 from conveyor.api.problems import Problem
 from conveyor.common.models import Job, JobStatus
 
-_CANCELLABLE = (JobStatus.QUEUED.value, JobStatus.SCHEDULED.value)
+# What a cancel may stop. A running job's worker finds its outcome write fenced
+# off and its handler interrupted (docs/design.md, "Cancelling a running job").
+_CANCELLABLE = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 _RETRYABLE = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
 
 
@@ -55,10 +57,17 @@ async def list_jobs(
 
 
 async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    """One conditional UPDATE: against a worker's outcome write, exactly one wins,
+    and the loser's reply (200 cancelled, or 409 naming the state) says which."""
     stmt = (
         update(Job)
         .where(Job.id == job_id, Job.tenant_id == tenant_id, Job.status.in_(_CANCELLABLE))
-        .values(status=JobStatus.CANCELLED.value, finished_at=func.now(), updated_at=func.now())
+        .values(
+            status=JobStatus.CANCELLED.value,
+            lease_expires_at=None,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
         .returning(Job)
     )
     job = (await session.execute(stmt)).scalar_one_or_none()
@@ -69,7 +78,8 @@ async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.U
     raise Problem(
         409,
         "Conflict",
-        f"Job {job_id} is {current.status}; only queued or scheduled jobs can be cancelled.",
+        f"Job {job_id} is already {current.status}; only scheduled, queued or running jobs "
+        "can be cancelled.",
         status_value=current.status,
     )
 
