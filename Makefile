@@ -79,11 +79,20 @@ demo-scaling: install
 	$(BIN)/python -m bench.demo_scaling $(ARGS)
 
 # Benchmarks against bare FastAPI and bare Celery in the same run (needs wrk).
+# One section: make bench ARGS="--only data_scale" (writes bench/out/only.json).
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
 
 bench-smoke: install
 	$(BIN)/python -m bench.run --smoke --out bench/out/smoke.json
+
+# N finished jobs (1 % failed) for TENANT (default dev), in make up's database or
+# DATABASE_URL's: `make seed N=5000000`. Set-based SQL; see docs/operate/capacity.md.
+TENANT ?= dev
+.PHONY: seed
+seed: install
+	@test -n "$(N)" || { echo "make seed needs N, e.g. make seed N=1000000" >&2; exit 2; }
+	$(BIN)/python scripts/seed.py --jobs $(N) --tenant $(TENANT)
 
 # The docs site with live reload; make test builds it with --strict.
 docs: install
