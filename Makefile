@@ -86,6 +86,13 @@ bench: install
 bench-smoke: install
 	$(BIN)/python -m bench.run --smoke --out bench/out/smoke.json
 
+# A long run under chaos: a fault a minute, in rotation; bench/soak.json and
+# demo/soak.png; fails when a target is missed. SOAK_MINUTES (default 20).
+SOAK_MINUTES ?= 20
+.PHONY: soak
+soak: install
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.soak $(ARGS)
+
 # N finished jobs (1 % failed) for TENANT (default dev), in make up's database or
 # DATABASE_URL's: `make seed N=5000000`. Set-based SQL; see docs/operate/capacity.md.
 TENANT ?= dev
