@@ -18,28 +18,30 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # One statement-level trigger per write kind: a statement of any size adds one
-# upsert, its deltas grouped and sorted (tenant, status) so that concurrent
-# statements lock counter rows in the same order. The shard (the backend's
-# pid) spreads concurrent writers of one tenant over rows of their own.
+# upsert, its deltas grouped and sorted (tenant, status, shard) so that
+# concurrent statements lock counter rows in the same order. The shard, the
+# job id's last byte mod 64, spreads concurrent writers of one tenant over 64
+# rows per status: two transactions wait on each other only when their jobs
+# share a shard, and never for long, whoever the backends are.
 _FUNCTION = """
 CREATE FUNCTION jobs_count_deltas() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO job_counts AS c (tenant_id, status, shard, n)
-    SELECT tenant_id, status, pg_backend_pid() % 16, count(*)
-    FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT tenant_id, status, get_byte(uuid_send(id), 15) % 64, count(*)
+    FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (tenant_id, status, shard) DO UPDATE SET n = c.n + excluded.n;
   ELSIF TG_OP = 'UPDATE' THEN
     INSERT INTO job_counts AS c (tenant_id, status, shard, n)
-    SELECT tenant_id, status, pg_backend_pid() % 16, sum(d) FROM (
-      SELECT tenant_id, status, 1 AS d FROM new_rows
-      UNION ALL SELECT tenant_id, status, -1 FROM old_rows
-    ) AS deltas GROUP BY 1, 2 HAVING sum(d) <> 0 ORDER BY 1, 2
+    SELECT tenant_id, status, get_byte(uuid_send(id), 15) % 64, sum(d) FROM (
+      SELECT tenant_id, status, id, 1 AS d FROM new_rows
+      UNION ALL SELECT tenant_id, status, id, -1 FROM old_rows
+    ) AS deltas GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3
     ON CONFLICT (tenant_id, status, shard) DO UPDATE SET n = c.n + excluded.n;
   ELSE
     INSERT INTO job_counts AS c (tenant_id, status, shard, n)
-    SELECT tenant_id, status, pg_backend_pid() % 16, -count(*)
-    FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
+    SELECT tenant_id, status, get_byte(uuid_send(id), 15) % 64, -count(*)
+    FROM old_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (tenant_id, status, shard) DO UPDATE SET n = c.n + excluded.n;
   END IF;
   RETURN NULL;
