@@ -117,6 +117,23 @@ def _capacity(stack: Stack, key: str, total: int) -> float:
         return total / (time.monotonic() - ready)
 
 
+def _stages(url: str, count: int) -> dict[str, float]:
+    """Medians of where the time went, from the jobs' own timestamps (each is
+    its transaction's start): submit to claim, and claim to result."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY started_at - created_at),"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - started_at)"
+            " FROM (SELECT * FROM jobs ORDER BY created_at DESC LIMIT %s) AS recent",
+            (count,),
+        ).fetchone()
+    assert row is not None
+    return {
+        "created_to_claimed_p50_ms": round(row[0].total_seconds() * 1000, 2),
+        "claimed_to_finished_p50_ms": round(row[1].total_seconds() * 1000, 2),
+    }
+
+
 def _pct(values: list[float], p: int) -> float:
     return round(statistics.quantiles(values, n=100)[p - 1], 2)
 
@@ -132,6 +149,7 @@ def e2e_latency(bench: Bench) -> dict[str, float]:
         count = max(20, int(rate * seconds))
         asyncio.run(_ours(stack.api_url, key, rate, 20))  # warm-up
         ours = asyncio.run(_ours(stack.api_url, key, rate, count))
+        stages = _stages(stack.database_url, count)
     finally:
         stack.stop()
     base = _baseline(bench, rate, count)
@@ -144,4 +162,5 @@ def e2e_latency(bench: Bench) -> dict[str, float]:
         "baseline_p50_ms": _pct(base, 50),
         "baseline_p99_ms": _pct(base, 99),
         "p50_vs_baseline": round(_pct(ours, 50) / _pct(base, 50), 2),
+        **stages,
     }
