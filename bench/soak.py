@@ -102,6 +102,8 @@ def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
         "accepted": len(ids),
         "lost": len(ids) - done,
         "duplicate_results": sum(1 for n in finals.values() if n > 1),
+        # Jobs whose final outcome the logs show: the check above reads them.
+        "results_logged": len(finals),
     }
 
 
@@ -163,6 +165,12 @@ def misses(report: dict[str, Any]) -> list[str]:
         for name, limit in TARGETS.items()
         if not report[name] <= limit
     ]
+    if report["results_logged"] < 0.9 * report["accepted"]:
+        # A worker killed between its result and its log line accounts for a few.
+        found.append(
+            f"the workers' logs show {report['results_logged']} final outcomes for "
+            f"{report['accepted']} jobs: the duplicate check cannot be trusted"
+        )
     for role, growth in report["rss_growth"].items():
         if role in CONVEYOR_ROLES and growth > RSS_GROWTH_MAX:
             found.append(f"{role} RSS grew {growth:.0%} (target <= {RSS_GROWTH_MAX:.0%})")
