@@ -20,6 +20,8 @@ help:
 	@echo "make audit     pip-audit every lock against the public vulnerability data (needs internet)"
 	@echo "make loadtest  Locust against the running stack (second terminal)"
 	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
+	@echo "make soak      a long run under chaos (SOAK_MINUTES=20) -> bench/soak.json, demo/soak.png"
+	@echo "make seed N=.. N finished jobs for TENANT (dev) in make up's database"
 	@echo "make docs      serve the docs site (MkDocs) at http://127.0.0.1:8001"
 	@echo "make dashboard regenerate the Grafana dashboard JSON from deploy/grafana/dashboard.py"
 
