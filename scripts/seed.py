@@ -104,7 +104,10 @@ def main() -> None:
     try:
         seconds = seed(url, args.tenant, args.jobs, args.days)
     except psycopg.OperationalError as exc:
-        raise SystemExit(f"seed: cannot reach the database ({exc}); is `make up` running?") from exc
+        reason = " ".join(str(exc).split())  # one line, whatever libpq said
+        raise SystemExit(
+            f"seed: cannot reach the database ({reason}); is `make up` running?"
+        ) from exc
     print(f"seed: {args.jobs} jobs for tenant {args.tenant!r} in {seconds:.1f}s", flush=True)
 
 
