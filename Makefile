@@ -21,6 +21,8 @@ help:
 	@echo "make audit     pip-audit every lock against the public vulnerability data (needs internet)"
 	@echo "make loadtest  Locust against the running stack (second terminal)"
 	@echo "make bench     benchmarks vs bare FastAPI / bare Celery -> bench/results.json"
+	@echo "make soak      a long run under chaos (SOAK_MINUTES=20) -> bench/soak.json, demo/soak.png"
+	@echo "make seed N=.. N finished jobs for TENANT (dev) in make up's database"
 	@echo "make docs      serve the docs site (MkDocs) at http://127.0.0.1:8001"
 	@echo "make dashboard regenerate the Grafana dashboard JSON from deploy/grafana/dashboard.py"
 
@@ -86,11 +88,27 @@ demo-scaling: install
 	$(BIN)/python -m bench.demo_scaling $(ARGS)
 
 # Benchmarks against bare FastAPI and bare Celery in the same run (needs wrk).
+# One section: make bench ARGS="--only data_scale" (writes bench/out/only.json).
 bench: install
 	$(BIN)/python -m bench.run $(ARGS)
 
 bench-smoke: install
 	$(BIN)/python -m bench.run --smoke --out bench/out/smoke.json
+
+# A long run under chaos: a fault a minute, in rotation; bench/soak.json and
+# demo/soak.png; fails when a target is missed. SOAK_MINUTES (default 20).
+SOAK_MINUTES ?= 20
+.PHONY: soak
+soak: install
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.soak $(ARGS)
+
+# N finished jobs (1 % failed) for TENANT (default dev), in make up's database or
+# DATABASE_URL's: `make seed N=5000000`. Set-based SQL; see docs/operate/capacity.md.
+TENANT ?= dev
+.PHONY: seed
+seed: install
+	@test -n "$(N)" || { echo "make seed needs N, e.g. make seed N=1000000" >&2; exit 2; }
+	$(BIN)/python scripts/seed.py --jobs $(N) --tenant $(TENANT)
 
 # The docs site with live reload; make test builds it with --strict.
 docs: install

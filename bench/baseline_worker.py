@@ -20,6 +20,9 @@ def create_app() -> Celery:
     settings = Settings()  # type: ignore[call-arg]
     app = Celery("bench-baseline", set_as_current=True)
     app.conf.update(celery_config(settings))
+    if backend := os.environ.get("BASELINE_RESULT_BACKEND"):
+        # e2e_latency's round trip: apply_async().get() needs results stored.
+        app.conf.update(result_backend=backend, task_ignore_result=False)
 
     @app.task(name=NOOP_TASK)
     def noop() -> None:

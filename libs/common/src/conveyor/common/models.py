@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     func,
@@ -93,6 +95,8 @@ class Job(Base):
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts_in_range"),
         # Listing: newest first within a tenant, with a stable tiebreak for cursors.
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        # Listing by status: rare rows (failed, queued) among millions.
+        Index("ix_jobs_tenant_status_created", "tenant_id", "status", "created_at", "id"),
         # Throughput, latency and recent failures for /v1/stats and the dashboard.
         Index("ix_jobs_tenant_finished", "tenant_id", "finished_at"),
         # The reconciler scans only live jobs.
@@ -159,6 +163,20 @@ class Job(Base):
     attempt_history: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, server_default=text("'[]'::jsonb")
     )
+
+
+class JobCount(Base):
+    """A tenant's jobs in one status, kept by triggers on `jobs` (migration 0006)
+    so /v1/stats reads a few rows instead of counting millions. Sum over shards."""
+
+    __tablename__ = "job_counts"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 # Columns only the services use: tenancy, the lease, retry timing and the

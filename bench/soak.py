@@ -1,0 +1,216 @@
+"""`make soak`: a long run under chaos (SOAK_MINUTES, default 20).
+
+About half the measured capacity, a mix of kinds, and one fault every
+interval, in rotation (bench/soak_cluster.FAULT_KINDS), on a schedule fixed by
+--seed. The interval is min(60 s, run / 6): a 2-minute run still injects each
+of the five kinds once, at 20 s spacing, and the last one has an interval to
+recover before the end. Writes bench/soak.json and demo/soak.png; exits 1,
+saying which, when a target is missed. JOB_RETENTION_DAYS, when set, is
+passed to every process (retention keeps the table bounded on a long run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench.harness import ROOT, stop_on_signals, submit_batches
+from bench.soak_cluster import FAULT_KINDS, WORKERS, Cluster, cluster, start_all
+from bench.soak_load import Load, pick
+from bench.soak_report import Sampler, chart, recovery_s, rss_growth
+
+CONVEYOR_ROLES = ("api", *WORKERS, "scheduler")
+TARGETS = {"lost": 0, "duplicate_results": 0, "other_responses": 0, "recovery_p95_s": 15}
+RSS_GROWTH_MAX = 0.10
+
+
+def say(message: str) -> None:
+    print(f"soak: {message}", flush=True)
+
+
+def schedule(duration: float, seed: int) -> list[dict[str, Any]]:
+    interval = min(60.0, duration / (len(FAULT_KINDS) + 1))
+    rng = random.Random(seed)
+    count = int(duration // interval) - 1
+    return [
+        {
+            "t": round(interval * (i + 1), 1),
+            "kind": FAULT_KINDS[i % len(FAULT_KINDS)],
+            "worker": rng.choice(WORKERS),
+        }
+        for i in range(count)
+    ]
+
+
+def _finished(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n), 0) FROM job_counts "
+            "WHERE status IN ('succeeded', 'failed', 'cancelled')"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def capacity(running: Cluster, key: str, jobs: int, seed: int) -> float:
+    """Jobs a second both workers finish, draining a burst of the soak's mix."""
+    rng = random.Random(seed)
+    goal = _finished(running.stack.database_url) + jobs
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=running.url, headers=headers, timeout=30) as client:
+        submit_batches(client, [pick(rng) for _ in range(jobs)])
+    while _finished(running.stack.database_url) < goal:
+        if time.monotonic() - started > 300:
+            raise AssertionError("the capacity burst did not drain in 300 s")
+        time.sleep(0.1)
+    return jobs / (time.monotonic() - started)
+
+
+def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
+    """Waits for every accepted job to finish; counts the lost and the doubled."""
+    ids = list(load.accepted.values())
+    query = "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)"
+    terminal = ["succeeded", "failed", "cancelled"]
+    deadline = time.monotonic() + drain_s
+    done = 0
+    while time.monotonic() < deadline:
+        with psycopg.connect(running.stack.database_url) as conn:
+            done = int(conn.execute(query, (ids, terminal)).fetchone()[0])  # type: ignore[index]
+        if done == len(ids):
+            break
+        time.sleep(1)
+    finals: dict[str, int] = {}
+    for log in (running.stack.log_dir).glob("worker-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"job finished"' not in line:
+                continue
+            record = json.loads(line)
+            if record.get("status") in ("succeeded", "failed"):
+                finals[record["job_id"]] = finals.get(record["job_id"], 0) + 1
+    return {
+        "accepted": len(ids),
+        "lost": len(ids) - done,
+        "duplicate_results": sum(1 for n in finals.values() if n > 1),
+        # Jobs whose final outcome the logs show: the check above reads them.
+        "results_logged": len(finals),
+    }
+
+
+def run(minutes: float, seed: int, workdir: Path) -> dict[str, Any]:
+    duration = minutes * 60
+    extra = {k: os.environ[k] for k in ("JOB_RETENTION_DAYS",) if os.environ.get(k)}
+    with cluster(workdir, extra) as running:
+        start_all(running, lambda role: say(f"{role} started"))
+        key = running.stack.create_key("soak")
+        cap = capacity(running, key, 200 if minutes <= 2 else 1000, seed)
+        rate = cap / 2
+        faults = schedule(duration, seed)
+        say(
+            f"capacity {cap:.0f} jobs/s; {rate:.0f} jobs/s "
+            f"for {duration:.0f} s, {len(faults)} faults"
+        )
+        load = Load(running.url, key, rate, seed)
+        sampler = Sampler(running.stack.database_url, running.stack.redis_url, running.pids)
+        sampler.start()
+        load.start()
+        for fault in faults:
+            time.sleep(max(0.0, fault["t"] - (time.monotonic() - sampler.began)))
+            fault["t"] = round(time.monotonic() - sampler.began, 1)
+            say(f"fault at {fault['t']:.0f}s: {fault['kind']}")
+            running.inject(fault["kind"], fault["worker"])
+            fault["restarted_after_s"] = round(time.monotonic() - sampler.began - fault["t"], 1)
+        time.sleep(max(0.0, duration - (time.monotonic() - sampler.began)))
+        load.stop()
+        sampler.stop()
+        say("load stopped; waiting for every accepted job to finish")
+        counts = audit(running, load, drain_s=180)
+    for i, fault in enumerate(faults):
+        until = faults[i + 1]["t"] if i + 1 < len(faults) else duration
+        fault["recovery_s"] = recovery_s(sampler.samples, fault["t"], until)
+    recoveries = [f["recovery_s"] if f["recovery_s"] is not None else float("inf") for f in faults]
+    # Nearest rank: with fewer than 20 faults the p95 is the slowest recovery.
+    p95 = sorted(recoveries)[math.ceil(0.95 * len(recoveries)) - 1]
+    return {
+        "minutes": minutes,
+        "seed": seed,
+        "capacity_jobs_per_s": round(cap, 1),
+        "rate_per_s": round(rate, 1),
+        "settings": extra,
+        **counts,
+        "refused": load.refused,
+        "other_responses": load.other_responses(),
+        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
+        "connection_errors": load.connection_errors,
+        "faults": faults,
+        "recovery_p95_s": p95,
+        "rss_growth": rss_growth(sampler.samples, duration),
+        "samples": sampler.samples,
+    }
+
+
+def misses(report: dict[str, Any]) -> list[str]:
+    found = [
+        f"{name} = {report[name]} (target <= {limit})"
+        for name, limit in TARGETS.items()
+        if not report[name] <= limit
+    ]
+    if report["results_logged"] < 0.9 * report["accepted"]:
+        # A worker killed between its result and its log line accounts for a few.
+        found.append(
+            f"the workers' logs show {report['results_logged']} final outcomes for "
+            f"{report['accepted']} jobs: the duplicate check cannot be trusted"
+        )
+    for role, growth in report["rss_growth"].items():
+        if role in CONVEYOR_ROLES and growth > RSS_GROWTH_MAX:
+            found.append(f"{role} RSS grew {growth:.0%} (target <= {RSS_GROWTH_MAX:.0%})")
+    return found
+
+
+def main() -> None:
+    stop_on_signals()  # SIGTERM, like Ctrl-C, stops every process and engine on the way out
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", 20)))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak.json")
+    parser.add_argument("--chart", type=Path, default=ROOT / "demo" / "soak.png")
+    args = parser.parse_args()
+    if args.minutes < 1:
+        raise SystemExit("soak: --minutes (SOAK_MINUTES) must be at least 1")
+    workdir = Path(tempfile.mkdtemp(prefix="conveyor-soak-"))
+    workdir.chmod(0o755)
+    try:
+        report = run(args.minutes, args.seed, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report["misses"] = misses(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    chart(report["samples"], report["faults"], args.chart)
+    for fault in report["faults"]:
+        say(f"{fault['kind']} at {fault['t']:.0f}s: recovered in {fault['recovery_s']} s")
+    say(
+        f"accepted {report['accepted']}, lost {report['lost']}, "
+        f"duplicate results {report['duplicate_results']}, "
+        f"other responses {report['other_responses']}, recovery p95 {report['recovery_p95_s']} s"
+    )
+    say(f"RSS growth over the last three quarters: {report['rss_growth']}")
+    say(f"wrote {args.out} and {args.chart}")
+    if report["misses"]:
+        for miss in report["misses"]:
+            print(f"FAIL: soak: {miss}", flush=True)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
