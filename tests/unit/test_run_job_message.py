@@ -47,8 +47,7 @@ def _app(name: str) -> Celery:
 def _api_envelope(app: Celery, job_id: uuid.UUID, kind: str, params: dict[str, Any]) -> Any:
     """What the API's publisher LPUSHes for this job (before JSON encoding)."""
     publisher = JobPublisher(aioredis.Redis(), app, backoff_s=1.0)  # connects on first use only
-    envelope, _ = publisher.build_message(job_id, kind, params)
-    return envelope
+    return publisher.build_message(job_id, kind, params).envelope
 
 
 QUEUES = ("conveyor.jobs.io", "conveyor.jobs.cpu", "conveyor.jobs.default")

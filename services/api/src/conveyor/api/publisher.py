@@ -1,13 +1,15 @@
 """Publishing `conveyor.run_job` from the event loop, straight onto the broker.
 
 The message is conveyor.common.run_job_message's, the one the worker's retries
-and the reconciler send through kombu. Celery's publish signals fire here, so
-tracing and the publish-time stamp work as for `send_task`; the message then
-goes out with `LPUSH` on redis.asyncio, which is all kombu's Redis transport
-does for a direct queue; messages of concurrent requests share
-one LPUSH (see `_flush`). Sending through kombu meant a thread
-hop and a blocking client per publish, which cost more than the rest of a
-submit together (bench: ~190 submits/s through kombu on threads).
+and the reconciler send through kombu, built and announced by
+`conveyor.common.direct_push` (as the scheduler's burst push is): Celery's
+publish signals fire around the push, so tracing and the publish-time stamp
+work as for `send_task`. The message then goes out with `LPUSH` on
+redis.asyncio, which is all kombu's Redis transport does for a direct queue;
+messages of concurrent requests share one LPUSH (see `flush`). Sending through
+kombu meant a thread hop and a blocking client per publish, which cost more
+than the rest of a submit together (bench: ~190 submits/s through kombu on
+threads).
 
 tests/integration/test_publisher.py checks the messages against kombu's own and
 runs them on a real worker.
@@ -24,16 +26,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from celery import Celery, signals
+from celery import Celery
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from conveyor.common.direct_push import Envelope, announce_pushed, announced_envelope
 from conveyor.common.logging import get_logger
-from conveyor.common.run_job_message import (
-    RUN_JOB_TASK,
-    job_queue,
-    redis_envelope,
-    run_job_message,
-)
 
 log = get_logger(__name__)
 
@@ -56,23 +53,8 @@ class JobPublisher:
         self.pending: list[tuple[list[tuple[str, str]], asyncio.Future[bool]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    def build_message(
-        self, job_id: uuid.UUID, kind: str, params: dict[str, Any]
-    ) -> tuple[dict[str, Any], tuple[Any, ...]]:
-        message = run_job_message(self.celery, job_id, kind, params)
-        queue = job_queue(self.celery, kind)
-        # Tracing injects `traceparent` here, telemetry stamps the publish time.
-        signals.before_task_publish.send(
-            sender=RUN_JOB_TASK,
-            body=message.body,
-            exchange="",
-            routing_key=queue,
-            declare=[],
-            headers=message.headers,
-            properties=message.properties,
-            retry_policy={},
-        )
-        return redis_envelope(message, queue), message.body
+    def build_message(self, job_id: uuid.UUID, kind: str, params: dict[str, Any]) -> Envelope:
+        return announced_envelope(self.celery, job_id, kind, params)
 
     async def send_batch(self, jobs: Sequence[JobRef]) -> int:
         if not jobs or time.monotonic() < self.skip_until:
@@ -81,7 +63,7 @@ class JobPublisher:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.pending.append(
             (
-                [(_routing_key(message), json.dumps(message)) for message, _ in built],
+                [(sent.queue, json.dumps(sent.envelope)) for sent in built],
                 done,
             )
         )
@@ -90,14 +72,8 @@ class JobPublisher:
             self.flusher = asyncio.create_task(self.flush(), context=contextvars.Context())
         if not await done:
             return 0
-        for message, body in built:
-            signals.after_task_publish.send(
-                sender=RUN_JOB_TASK,
-                body=body,
-                headers=message["headers"],
-                exchange="",
-                routing_key=_routing_key(message),
-            )
+        for sent in built:
+            announce_pushed(sent)
         return len(built)
 
     async def flush(self) -> None:
@@ -144,8 +120,3 @@ class JobPublisher:
 
     def close(self) -> None:
         self.celery.close()
-
-
-def _routing_key(envelope: dict[str, Any]) -> str:
-    """The queue's list an envelope goes to (redis_envelope put it there)."""
-    return str(envelope["properties"]["delivery_info"]["routing_key"])

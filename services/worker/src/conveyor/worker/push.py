@@ -3,8 +3,8 @@
 Delayed jobs fall due in bursts (a batch submitted with one delay), and kombu
 sends one message per round trip, a few milliseconds each: 2000 due jobs took
 seconds to go out. This sends a batch in one LPUSH per queue (in one MULTI), as the API does
-(`conveyor.api.publisher`), with the same message (`run_job_message`) and the
-same publish signals, so tracing and the publish-time stamp work as for kombu.
+(`conveyor.api.publisher`), built and announced the same way (`direct_push`),
+so tracing and the publish-time stamp work as for kombu.
 """
 
 from __future__ import annotations
@@ -13,14 +13,9 @@ import json
 from collections.abc import Sequence
 
 import redis
-from celery import Celery, signals
+from celery import Celery
 
-from conveyor.common.run_job_message import (
-    RUN_JOB_TASK,
-    job_queue,
-    redis_envelope,
-    run_job_message,
-)
+from conveyor.common.direct_push import announce_pushed, announced_envelope
 from conveyor.worker.repository import JobRef
 
 
@@ -30,34 +25,13 @@ def push_run_jobs(celery: Celery, broker: redis.Redis, jobs: Sequence[JobRef]) -
     error: then none was sent."""
     if not jobs:
         return
-    built = []
-    for job in jobs:
-        message = run_job_message(celery, job.id, job.kind, job.params)
-        queue = job_queue(celery, job.kind)
-        # Tracing injects `traceparent` here, telemetry stamps the publish time.
-        signals.before_task_publish.send(
-            sender=RUN_JOB_TASK,
-            body=message.body,
-            exchange="",
-            routing_key=queue,
-            declare=[],
-            headers=message.headers,
-            properties=message.properties,
-            retry_policy={},
-        )
-        built.append((queue, redis_envelope(message, queue), message.body))
+    built = [announced_envelope(celery, job.id, job.kind, job.params) for job in jobs]
     by_list: dict[str, list[str]] = {}
-    for queue, envelope, _ in built:
-        by_list.setdefault(queue, []).append(json.dumps(envelope))
+    for sent in built:
+        by_list.setdefault(sent.queue, []).append(json.dumps(sent.envelope))
     with broker.pipeline(transaction=True) as pipe:
         for queue, payloads in by_list.items():
             pipe.lpush(queue, *payloads)
         pipe.execute()
-    for queue, envelope, body in built:
-        signals.after_task_publish.send(
-            sender=RUN_JOB_TASK,
-            body=body,
-            headers=envelope["headers"],
-            exchange="",
-            routing_key=queue,
-        )
+    for sent in built:
+        announce_pushed(sent)
