@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import Executable, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,17 +70,12 @@ async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.U
         )
         .returning(Job)
     )
-    job = (await session.execute(stmt)).scalar_one_or_none()
-    await session.commit()
-    if job is not None:
-        return job
-    current = await get_job(session, tenant_id, job_id)
-    raise Problem(
-        409,
-        "Conflict",
-        f"Job {job_id} is already {current.status}; only scheduled, queued or running jobs "
-        "can be cancelled.",
-        status_value=current.status,
+    return await _updated_or_conflict(
+        session,
+        stmt,
+        tenant_id,
+        job_id,
+        "is already {}; only scheduled, queued or running jobs can be cancelled.",
     )
 
 
@@ -119,7 +114,21 @@ async def retry_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UU
         )
         .returning(Job)
     )
-    job = (await session.execute(stmt)).scalar_one_or_none()
+    return await _updated_or_conflict(
+        session, stmt, tenant_id, job_id, "is {}; only failed or cancelled jobs can be retried."
+    )
+
+
+async def _updated_or_conflict(
+    session: AsyncSession,
+    stmt: Executable,
+    tenant_id: uuid.UUID,
+    job_id: uuid.UUID,
+    conflict: str,
+) -> Job:
+    """Run a conditional `UPDATE ... RETURNING`; when it matched no row, a 409
+    naming the job's current state (`conflict` formats it; 404 if not found)."""
+    job: Job | None = (await session.execute(stmt)).scalar_one_or_none()
     await session.commit()
     if job is not None:
         return job
@@ -127,7 +136,7 @@ async def retry_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UU
     raise Problem(
         409,
         "Conflict",
-        f"Job {job_id} is {current.status}; only failed or cancelled jobs can be retried.",
+        f"Job {job_id} {conflict.format(current.status)}",
         status_value=current.status,
     )
 
