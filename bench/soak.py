@@ -159,11 +159,20 @@ def run(minutes: float, seed: int, workdir: Path) -> dict[str, Any]:
     }
 
 
-def misses(report: dict[str, Any]) -> list[str]:
+# Time to recover and memory growth are measurements (noisy on a shared
+# machine); lost, doubled and odd responses are correctness, never noise.
+SPEED_TARGETS = frozenset({"recovery_p95_s"})
+
+
+def misses(report: dict[str, Any], gate: str = "all") -> list[str]:
+    """The missed targets that fail the run: all of them, or with gate
+    "correctness" (CI's 2-minute smoke) only lost/doubled jobs, odd responses
+    and the log accounting; the speed figures are still reported."""
+    speed = gate == "all"
     found = [
         f"{name} = {report[name]} (target <= {limit})"
         for name, limit in TARGETS.items()
-        if not report[name] <= limit
+        if not report[name] <= limit and (speed or name not in SPEED_TARGETS)
     ]
     if report["results_logged"] < 0.9 * report["accepted"]:
         # A worker killed between its result and its log line accounts for a few.
@@ -172,7 +181,7 @@ def misses(report: dict[str, Any]) -> list[str]:
             f"{report['accepted']} jobs: the duplicate check cannot be trusted"
         )
     for role, growth in report["rss_growth"].items():
-        if role in CONVEYOR_ROLES and growth > RSS_GROWTH_MAX:
+        if speed and role in CONVEYOR_ROLES and growth > RSS_GROWTH_MAX:
             found.append(f"{role} RSS grew {growth:.0%} (target <= {RSS_GROWTH_MAX:.0%})")
     return found
 
@@ -184,6 +193,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak.json")
     parser.add_argument("--chart", type=Path, default=ROOT / "demo" / "soak.png")
+    parser.add_argument(
+        "--gate",
+        choices=["all", "correctness"],
+        default="all",
+        help="which missed targets fail the run (correctness: lost, doubled, odd responses)",
+    )
     args = parser.parse_args()
     if args.minutes < 1:
         raise SystemExit("soak: --minutes (SOAK_MINUTES) must be at least 1")
@@ -193,7 +208,8 @@ def main() -> None:
         report = run(args.minutes, args.seed, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report["misses"] = misses(report)
+    report["misses"] = misses(report, args.gate)
+    report["gate"] = args.gate
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     chart(report["samples"], report["faults"], args.chart)
