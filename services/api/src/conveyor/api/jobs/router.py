@@ -7,10 +7,11 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
+from pydantic import BaseModel
 
 from conveyor.api.auth import revoked_meanwhile
 from conveyor.api.deps import PrincipalDep, SessionDep, StateDep, WriterDep
-from conveyor.api.jobs import service
+from conveyor.api.jobs import reads, service
 from conveyor.api.jobs.schemas import JOB_CREATE_EXAMPLES, JobCreate, JobOut, JobPage, KindName
 from conveyor.api.jobs.submit import KeyRevoked, insert_job
 from conveyor.api.jobs.waiters import MAX_WAIT_SECONDS, wait_for_job
@@ -21,6 +22,20 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 # Every route here may answer these: bad key, bad input, rate limit, database down.
 _ALWAYS = (401, 422, 429, 503)
+
+
+def _json(
+    body: BaseModel, status_code: int = status.HTTP_200_OK, headers: dict[str, str] | None = None
+) -> Response:
+    """Rendered here in one pydantic call: returning the model would have FastAPI
+    validate it a second time (the routes clients call most; see
+    docs/operate/capacity.md). `response_model` still documents the body."""
+    return Response(
+        body.model_dump_json(),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 @router.post(
@@ -73,14 +88,7 @@ async def submit_job(
             await state.publisher.publish(job["id"], body.kind, job["params"])
     else:
         headers["Idempotent-Replayed"] = "true"
-    # Rendered here in one pydantic call; returning the model would have FastAPI
-    # validate it a second time (the hottest route; see docs/operate/capacity.md).
-    return Response(
-        JobOut.model_validate(dict(job)).model_dump_json(),
-        status_code=status.HTTP_202_ACCEPTED,
-        headers=headers,
-        media_type="application/json",
-    )
+    return _json(JobOut.model_validate(dict(job)), status.HTTP_202_ACCEPTED, headers)
 
 
 @router.get(
@@ -92,7 +100,6 @@ async def submit_job(
 async def get_job(
     job_id: uuid.UUID,
     principal: PrincipalDep,
-    session: SessionDep,
     state: StateDep,
     wait: Annotated[
         float | None,
@@ -103,12 +110,12 @@ async def get_job(
             "comes as soon as it is terminal, or after this long with its current state.",
         ),
     ] = None,
-) -> JobOut:
+) -> Response:
     if wait:
-        job = await wait_for_job(state.job_waiters, session, principal.tenant_id, job_id, wait)
+        job = await wait_for_job(state.job_waiters, state.pg, principal.tenant_id, job_id, wait)
     else:
-        job = await service.get_job(session, principal.tenant_id, job_id)
-    return JobOut.model_validate(job)
+        job = await reads.fetch_job(state.pg, principal.tenant_id, job_id)
+    return _json(JobOut.model_validate(job))
 
 
 @router.get(
@@ -121,18 +128,18 @@ async def get_job(
 )
 async def list_jobs(
     principal: PrincipalDep,
-    session: SessionDep,
+    state: StateDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     kind: Annotated[KindName | None, Query(description="Only jobs of this kind")] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
-) -> JobPage:
-    jobs, next_cursor = await service.list_jobs(
-        session, principal.tenant_id, status=status, kind=kind, cursor=cursor, limit=limit
+) -> Response:
+    jobs, next_cursor = await reads.list_jobs(
+        state.pg, principal.tenant_id, status=status, kind=kind, cursor=cursor, limit=limit
     )
-    return JobPage(items=[JobOut.model_validate(j) for j in jobs], next_cursor=next_cursor)
+    return _json(JobPage(items=[JobOut.model_validate(j) for j in jobs], next_cursor=next_cursor))
 
 
 @router.post(

@@ -1,15 +1,15 @@
-"""Job reads, cancels and retries for the API (submits: submit.py). Every
-query is scoped to the caller's tenant."""
+"""Job cancels, retries and counts for the API (submits: submit.py; reads:
+reads.py). Every query is scoped to the caller's tenant."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Executable, func, select, tuple_, update
+from sqlalchemy import Executable, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conveyor.api.jobs.cursor import decode_cursor, encode_cursor
+from conveyor.api.jobs.reads import not_found
 from conveyor.api.problems import Problem
 from conveyor.common.models import Job, JobCount, JobStatus
 
@@ -17,43 +17,6 @@ from conveyor.common.models import Job, JobCount, JobStatus
 # off and its handler interrupted (docs/design.md, "Cancelling a running job").
 _CANCELLABLE = (JobStatus.SCHEDULED.value, JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 _RETRYABLE = (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
-
-
-def _not_found(job_id: uuid.UUID) -> Problem:
-    # The same answer for "no such job" and "another tenant's job".
-    return Problem(404, "Not Found", f"No job {job_id}.")
-
-
-async def get_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
-    job = await session.get(Job, job_id)
-    if job is None or job.tenant_id != tenant_id:
-        raise _not_found(job_id)
-    return job
-
-
-async def list_jobs(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    *,
-    status: JobStatus | None,
-    kind: str | None,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[Job], str | None]:
-    stmt = select(Job).where(Job.tenant_id == tenant_id)
-    if status is not None:
-        stmt = stmt.where(Job.status == status.value)
-    if kind is not None:
-        stmt = stmt.where(Job.kind == kind)
-    if cursor is not None:
-        created_at, last_id = decode_cursor(cursor)
-        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(created_at, last_id))
-    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    rows = list((await session.execute(stmt)).scalars())
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor(last.created_at, last.id)
 
 
 async def cancel_job(session: AsyncSession, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
@@ -132,13 +95,12 @@ async def _updated_or_conflict(
     await session.commit()
     if job is not None:
         return job
-    current = await get_job(session, tenant_id, job_id)
-    raise Problem(
-        409,
-        "Conflict",
-        f"Job {job_id} {conflict.format(current.status)}",
-        status_value=current.status,
+    current = await session.scalar(
+        select(Job.status).where(Job.id == job_id, Job.tenant_id == tenant_id)
     )
+    if current is None:
+        raise not_found(job_id)
+    raise Problem(409, "Conflict", f"Job {job_id} {conflict.format(current)}", status_value=current)
 
 
 async def count_by_status(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, int]:

@@ -20,15 +20,15 @@ from typing import Any
 
 import asyncpg
 
+from conveyor.api.jobs.reads import PUBLIC_COLUMNS
 from conveyor.api.jobs.schemas import JobCreate
 from conveyor.api.pg import traced
 from conveyor.api.principal import Principal
 from conveyor.api.problems import Problem
-from conveyor.common.models import JOB_PUBLIC_COLUMNS, JobStatus, sql_statuses
+from conveyor.common.models import JobStatus, sql_statuses
 
 # Fixed SQL text, built once here: RETURNING and SELECT list the columns JobOut
-# shows (models.JOB_PUBLIC_COLUMNS), and statuses come from JobStatus.
-_PUBLIC = ", ".join(JOB_PUBLIC_COLUMNS)
+# shows (reads.PUBLIC_COLUMNS), and statuses come from JobStatus.
 _QUEUED = sql_statuses(JobStatus.QUEUED)
 _SCHEDULED = sql_statuses(JobStatus.SCHEDULED)
 # A delayed job's due time, on the database's clock (the one the scheduler
@@ -45,10 +45,10 @@ SELECT $2::uuid, $3::uuid, $4::text, $5::jsonb, {_STATUS}, 0, $6::int, $7::text,
 FROM (SELECT {_DUE.format(run_at="$9", delay="$10")} AS due) AS d
 WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING {_PUBLIC}
+RETURNING {PUBLIC_COLUMNS}
 """  # noqa: S608 - no input in the text: the columns and status are constants
 _BY_KEY = f"""
-SELECT {_PUBLIC}, request_hash
+SELECT {PUBLIC_COLUMNS}, request_hash
 FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2
 """  # noqa: S608
 _RELEASE_KEY = "UPDATE jobs SET idempotency_key = NULL WHERE id = $1"
@@ -61,7 +61,7 @@ FROM unnest($3::uuid[], $4::text[], $5::jsonb[], $6::int[], $7::timestamptz[], $
      LATERAL (SELECT {_DUE.format(run_at="j.run_at", delay="j.delay")} AS due) AS d
 WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL)
 ORDER BY n
-RETURNING {_PUBLIC}
+RETURNING {PUBLIC_COLUMNS}
 """  # noqa: S608
 
 

@@ -23,11 +23,10 @@ from typing import Any
 
 import asyncpg
 from prometheus_client import Gauge
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from conveyor.api.jobs import service
+from conveyor.api.jobs.reads import fetch_job
 from conveyor.common.logging import get_logger
-from conveyor.common.models import Job, JobStatus
+from conveyor.common.models import JobStatus
 
 CHANNEL = "conveyor_job_terminal"
 MAX_WAIT_SECONDS = 30
@@ -142,20 +141,19 @@ class JobWaiters:
 
 async def wait_for_job(
     waiters: JobWaiters,
-    session: AsyncSession,
+    pg: asyncpg.Pool,
     tenant_id: uuid.UUID,
     job_id: uuid.UUID,
     wait_s: float,
-) -> Job:
+) -> dict[str, Any]:
     """The job once terminal, or as it is after `wait_s` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     with waiters.subscribe(job_id) as woken:
         while True:
             woken.clear()
-            job = await service.get_job(session, tenant_id, job_id)
-            await session.close()  # hand its connection back before waiting
+            job = await fetch_job(pg, tenant_id, job_id)  # holds no connection after
             left = deadline - loop.time()
-            if JobStatus(job.status).is_terminal or left <= 0 or waiters.stopping:
+            if JobStatus(job["status"]).is_terminal or left <= 0 or waiters.stopping:
                 return job
             await waiters.sleep(woken, left)
