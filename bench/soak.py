@@ -5,8 +5,9 @@ interval, in rotation (bench/soak_cluster.FAULT_KINDS), on a schedule fixed by
 --seed. The interval is min(60 s, run / 6): a 2-minute run still injects each
 of the five kinds once, at 20 s spacing, and the last one has an interval to
 recover before the end. Writes bench/soak.json and demo/soak.png; exits 1,
-saying which, when a target is missed. JOB_RETENTION_DAYS, when set, is
-passed to every process (retention keeps the table bounded on a long run).
+saying which, when a target is missed. Retention is set to a few minutes
+(--retention-minutes, default 3; 0 keeps every job) and passed to every
+process as JOB_RETENTION_DAYS, so the run shows the table levelling off.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import psycopg
 from bench.harness import ROOT, stop_on_signals, submit_batches
 from bench.soak_cluster import FAULT_KINDS, WORKERS, Cluster, cluster, start_all
 from bench.soak_load import Load, pick
-from bench.soak_report import Sampler, chart, recovery_s, rss_growth
+from bench.soak_report import Sampler, chart, recovery_s, rss_growth, table_growth
 
 CONVEYOR_ROLES = ("api", *WORKERS, "scheduler")
 TARGETS = {"lost": 0, "duplicate_results": 0, "other_responses": 0, "recovery_p95_s": 15}
 RSS_GROWTH_MAX = 0.10
+# With retention on, the jobs table's size over the run's second half.
+TABLE_GROWTH_MAX = 0.10
 
 
 def say(message: str) -> None:
@@ -77,19 +80,8 @@ def capacity(running: Cluster, key: str, jobs: int, seed: int) -> float:
     return jobs / (time.monotonic() - started)
 
 
-def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
-    """Waits for every accepted job to finish; counts the lost and the doubled."""
-    ids = list(load.accepted.values())
-    query = "SELECT count(*) FROM jobs WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)"
-    terminal = ["succeeded", "failed", "cancelled"]
-    deadline = time.monotonic() + drain_s
-    done = 0
-    while time.monotonic() < deadline:
-        with psycopg.connect(running.stack.database_url) as conn:
-            done = int(conn.execute(query, (ids, terminal)).fetchone()[0])  # type: ignore[index]
-        if done == len(ids):
-            break
-        time.sleep(1)
+def final_outcomes(running: Cluster) -> dict[str, int]:
+    """Job id -> how many final outcomes (succeeded or failed) the workers logged."""
     finals: dict[str, int] = {}
     for log in (running.stack.log_dir).glob("worker-*.log"):
         for line in log.read_text(errors="replace").splitlines():
@@ -98,18 +90,41 @@ def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
             record = json.loads(line)
             if record.get("status") in ("succeeded", "failed"):
                 finals[record["job_id"]] = finals.get(record["job_id"], 0) + 1
+    return finals
+
+
+def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
+    """Waits for every accepted job to finish; counts the lost and the doubled.
+
+    A job is done when its row is terminal, or when retention deleted its row
+    (it deletes only terminal rows) and the workers logged its final outcome.
+    A row that is gone without a logged outcome counts as lost."""
+    ids = list(load.accepted.values())
+    query = "SELECT id::text, status FROM jobs WHERE id = ANY(%s::uuid[])"
+    terminal = {"succeeded", "failed", "cancelled"}
+    deadline = time.monotonic() + drain_s
+    while True:
+        with psycopg.connect(running.stack.database_url) as conn:
+            rows = dict(conn.execute(query, (ids,)).fetchall())
+        finals = final_outcomes(running)
+        pruned = [i for i in ids if i not in rows and i in finals]
+        done = sum(1 for status in rows.values() if status in terminal) + len(pruned)
+        if done == len(ids) or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
     return {
         "accepted": len(ids),
         "lost": len(ids) - done,
+        "pruned_by_retention": len(pruned),
         "duplicate_results": sum(1 for n in finals.values() if n > 1),
         # Jobs whose final outcome the logs show: the check above reads them.
         "results_logged": len(finals),
     }
 
 
-def run(minutes: float, seed: int, workdir: Path) -> dict[str, Any]:
+def run(minutes: float, seed: int, workdir: Path, retention_minutes: float) -> dict[str, Any]:
     duration = minutes * 60
-    extra = {k: os.environ[k] for k in ("JOB_RETENTION_DAYS",) if os.environ.get(k)}
+    extra = {"JOB_RETENTION_DAYS": f"{retention_minutes / 1440:.6f}"}
     with cluster(workdir, extra) as running:
         start_all(running, lambda role: say(f"{role} started"))
         key = running.stack.create_key("soak")
@@ -155,6 +170,8 @@ def run(minutes: float, seed: int, workdir: Path) -> dict[str, Any]:
         "faults": faults,
         "recovery_p95_s": p95,
         "rss_growth": rss_growth(sampler.samples, duration),
+        "retention_minutes": retention_minutes,
+        "table": table_growth(sampler.samples, duration),
         "samples": sampler.samples,
     }
 
@@ -183,6 +200,14 @@ def misses(report: dict[str, Any], gate: str = "all") -> list[str]:
     for role, growth in report["rss_growth"].items():
         if speed and role in CONVEYOR_ROLES and growth > RSS_GROWTH_MAX:
             found.append(f"{role} RSS grew {growth:.0%} (target <= {RSS_GROWTH_MAX:.0%})")
+    table = report["table"]["mb_growth_last_half"]
+    # Judged when retention had time to level the table off before the half-way mark.
+    bounded = 0 < report["retention_minutes"] <= report["minutes"] / 4
+    if speed and bounded and (table is None or table > TABLE_GROWTH_MAX):
+        found.append(
+            f"the jobs table grew {table} over the second half with "
+            f"{report['retention_minutes']:g}-minute retention (target <= {TABLE_GROWTH_MAX:.0%})"
+        )
     return found
 
 
@@ -191,6 +216,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", 20)))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--retention-minutes",
+        type=float,
+        default=3,
+        help="delete finished jobs this old (JOB_RETENTION_DAYS for every process); 0 keeps all",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak.json")
     parser.add_argument("--chart", type=Path, default=ROOT / "demo" / "soak.png")
     parser.add_argument(
@@ -202,10 +233,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.minutes < 1:
         raise SystemExit("soak: --minutes (SOAK_MINUTES) must be at least 1")
+    if args.retention_minutes < 0:
+        raise SystemExit("soak: --retention-minutes must be 0 (keep all) or more")
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-soak-"))
     workdir.chmod(0o755)
     try:
-        report = run(args.minutes, args.seed, workdir)
+        report = run(args.minutes, args.seed, workdir, args.retention_minutes)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["misses"] = misses(report, args.gate)
@@ -221,6 +254,10 @@ def main() -> None:
         f"other responses {report['other_responses']}, recovery p95 {report['recovery_p95_s']} s"
     )
     say(f"RSS growth over the last three quarters: {report['rss_growth']}")
+    say(
+        f"jobs table with {report['retention_minutes']:g}-minute retention: {report['table']}"
+        f" ({report['pruned_by_retention']} accepted jobs finished and pruned)"
+    )
     say(f"wrote {args.out} and {args.chart}")
     if report["misses"]:
         for miss in report["misses"]:

@@ -4,15 +4,18 @@ client does through restarts. Every response's status is counted."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
+import json
 import random
 import threading
 import time
 import uuid
+from http.client import HTTPException
 from typing import Any
 
-import httpx
+import gevent
+from gevent.pool import Group
+from geventhttpclient import HTTPClient
 
 # (weight, kind, params): mostly short jobs, some CPU, a few that fail and retry.
 MIX: list[tuple[int, str, dict[str, Any]]] = [
@@ -34,7 +37,11 @@ def pick(rng: random.Random) -> dict[str, Any]:
 
 
 class Load:
-    """Submits `rate` jobs a second on a thread of its own until `stop()`."""
+    """Submits `rate` jobs a second on a thread of its own until `stop()`.
+
+    geventhttpclient (locust's fast client), in greenlets on that thread's own
+    gevent hub: httpx's asyncio client spent more CPU than the API it drove and
+    fell behind its schedule after faults (bench/e2e_latency.py measured it)."""
 
     def __init__(self, url: str, key: str, rate: float, seed: int) -> None:
         self.url, self.key, self.rate = url, key, rate
@@ -44,7 +51,7 @@ class Load:
         self.statuses: collections.Counter[int] = collections.Counter()
         self.connection_errors = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -53,40 +60,44 @@ class Load:
         self._stop.set()
         self._thread.join(GIVE_UP_S + 30)
 
-    async def _submit(self, client: httpx.AsyncClient, job: dict[str, Any]) -> None:
+    def _submit(self, client: HTTPClient, job: dict[str, Any]) -> None:
         key = uuid.uuid4().hex
+        body = json.dumps(job)
         deadline = time.monotonic() + GIVE_UP_S
         while time.monotonic() < deadline:
             try:
-                response = await client.post("/v1/jobs", json=job, headers={"Idempotency-Key": key})
-            except httpx.TransportError:
+                response = client.post("/v1/jobs", body=body, headers={"Idempotency-Key": key})
+                text = response.read()
+            except (OSError, HTTPException):
                 self.connection_errors += 1  # the API is restarting: not a response
             else:
                 self.statuses[response.status_code] += 1
                 if response.status_code in (200, 201, 202):
-                    self.accepted[key] = response.json()["id"]
+                    self.accepted[key] = json.loads(text)["id"]
                     return
                 if response.status_code not in (409, 429, 503) and response.status_code < 500:
-                    raise AssertionError(f"{response.status_code}: {response.text}")
-            await asyncio.sleep(0.5)
+                    raise AssertionError(f"{response.status_code}: {text!r}")
+            gevent.sleep(0.5)
         self.refused += 1
 
-    async def _run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.key}"}
-        limits = httpx.Limits(max_connections=32)
-        async with httpx.AsyncClient(
-            base_url=self.url, headers=headers, limits=limits, timeout=10
-        ) as client:
-            loop = asyncio.get_running_loop()
-            begin, pending, k = loop.time(), set(), 0
+    def _run(self) -> None:
+        client = HTTPClient.from_url(
+            self.url,
+            concurrency=64,
+            connection_timeout=2,
+            network_timeout=10,
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
+        )
+        group = Group()
+        begin, k = time.monotonic(), 0
+        try:
             while not self._stop.is_set():
-                await asyncio.sleep(max(0.0, begin + k / self.rate - loop.time()))
-                task = asyncio.create_task(self._submit(client, pick(self.rng)))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                gevent.sleep(max(0.0, begin + k / self.rate - time.monotonic()))
+                group.spawn(self._submit, client, pick(self.rng))
                 k += 1
-            if pending:
-                await asyncio.gather(*pending)
+            group.join(raise_error=True)
+        finally:
+            client.close()
 
     def other_responses(self) -> int:
         """Responses that are neither 2xx, 4xx nor 503: the target is none."""

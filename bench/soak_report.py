@@ -1,6 +1,6 @@
-"""The soak's measurements: a sampler (finished jobs, queue depth and each
-process's RSS, once a second), the figures computed from its samples, and
-the chart."""
+"""The soak's measurements: a sampler (finished jobs, the jobs table's rows
+and size, queue depth and each process's RSS, once a second), the figures
+computed from its samples, and the chart."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ _LISTS = worker_lists(all_queues(kind_routes()))
 
 WINDOW_S = 3  # throughput is finished jobs over the last WINDOW_S seconds
 HOLD_S = 5  # "recovered": the rate over this long is back within 10 %
-_FINISHED = (
-    "SELECT coalesce(sum(n), 0) FROM job_counts "
-    "WHERE status IN ('succeeded', 'failed', 'cancelled')"
+# Finished jobs, every row (the counters are kept on write, deletes included),
+# and the table's size on disk with its indexes and TOAST.
+_COUNTS = (
+    "SELECT coalesce(sum(n) FILTER (WHERE status IN ('succeeded', 'failed', 'cancelled')), 0),"
+    " coalesce(sum(n), 0), pg_total_relation_size('jobs') FROM job_counts"
 )
 
 
@@ -57,12 +59,13 @@ class Sampler:
         self._stop.set()
         self._thread.join(10)
 
-    def _finished(self) -> int | None:
+    def _counts(self) -> dict[str, Any]:
         try:
             with psycopg.connect(self.db_url, connect_timeout=1, autocommit=True) as conn:
-                return int(conn.execute(_FINISHED).fetchone()[0])  # type: ignore[index]
-        except psycopg.Error:
-            return None  # Postgres is restarting
+                finished, rows, size = conn.execute(_COUNTS).fetchone()  # type: ignore[misc]
+        except psycopg.Error:  # Postgres is restarting
+            return {"finished": None, "rows": None, "table_mb": None}
+        return {"finished": int(finished), "rows": int(rows), "table_mb": round(size / 2**20, 2)}
 
     def _depth(self) -> int | None:
         try:
@@ -78,7 +81,7 @@ class Sampler:
             self.samples.append(
                 {
                     "t": round(time.monotonic() - self.began, 2),
-                    "finished": self._finished(),
+                    **self._counts(),
                     "depth": self._depth(),
                     "rss_mb": rss,
                 }
@@ -146,13 +149,38 @@ def rss_growth(samples: list[dict[str, Any]], duration: float) -> dict[str, floa
     return growth
 
 
+def table_growth(samples: list[dict[str, Any]], duration: float) -> dict[str, float | None]:
+    """The jobs table at the half-way mark and at the end (medians of the
+    nearby samples): with retention it levels off, without it grows."""
+
+    def median(key: str, lo: float, hi: float) -> float | None:
+        values = [s[key] for s in samples if lo <= s["t"] < hi and s.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    span = max(10.0, duration / 20)
+    half = {k: median(k, duration / 2 - span, duration / 2) for k in ("rows", "table_mb")}
+    end = {k: median(k, duration - span, duration + 1) for k in ("rows", "table_mb")}
+    growth = (
+        round(end["table_mb"] / half["table_mb"] - 1, 3)
+        if end["table_mb"] and half["table_mb"]
+        else None
+    )
+    return {
+        "rows_half": half["rows"],
+        "rows_end": end["rows"],
+        "mb_half": half["table_mb"],
+        "mb_end": end["table_mb"],
+        "mb_growth_last_half": growth,
+    }
+
+
 def chart(samples: list[dict[str, Any]], faults: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_q, ax_m) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    fig, (ax_t, ax_q, ax_m, ax_s) = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
     series = throughput(samples)
     ax_t.plot([t for t, _ in series], [v for _, v in series], lw=1)
     ax_t.set_ylabel("jobs finished/s")
@@ -163,13 +191,16 @@ def chart(samples: list[dict[str, Any]], faults: list[dict[str, Any]], path: Pat
         points = [(s["t"], s["rss_mb"][role]) for s in samples if role in s["rss_mb"]]
         ax_m.plot([t for t, _ in points], [m for _, m in points], lw=1, label=role)
     ax_m.set_ylabel("RSS (MB)")
-    ax_m.set_xlabel("seconds")
     ax_m.legend(fontsize=7, ncol=3)
+    size = [(s["t"], s["table_mb"]) for s in samples if s.get("table_mb") is not None]
+    ax_s.plot([t for t, _ in size], [mb for _, mb in size], lw=1, color="tab:green")
+    ax_s.set_ylabel("jobs table (MB)")
+    ax_s.set_xlabel("seconds")
     for fault in faults:
-        for ax in (ax_t, ax_q, ax_m):
+        for ax in (ax_t, ax_q, ax_m, ax_s):
             ax.axvline(fault["t"], color="red", lw=0.8, alpha=0.6)
         ax_t.annotate(fault["kind"], (fault["t"], 0), rotation=90, fontsize=7, va="bottom")
-    fig.suptitle("make soak: throughput, queue depth and memory, faults in red")
+    fig.suptitle("make soak: throughput, queue depth, memory and table size; faults in red")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

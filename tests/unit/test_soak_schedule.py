@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.soak import schedule
 from bench.soak_cluster import FAULT_KINDS
-from bench.soak_report import recovery_s, rss_growth
+from bench.soak_report import recovery_s, rss_growth, table_growth
 
 
 def test_a_two_minute_soak_injects_every_fault_kind_once() -> None:
@@ -51,3 +51,16 @@ def test_rss_growth_compares_the_quarter_mark_with_the_end() -> None:
     ]
     growth = rss_growth(samples, 400)
     assert round(growth["api"], 2) == 0.23  # medians: 112 MB at 100-140 s, 138 MB at 360-400 s
+
+
+def test_table_growth_compares_the_half_way_mark_with_the_end() -> None:
+    # Retention on: the table fills for 5 minutes, then holds at 40 MB.
+    levelling = [
+        {"t": float(t), "rows": min(t, 300) * 50, "table_mb": min(t, 300) / 7.5}
+        for t in range(1200)
+    ]
+    held = table_growth(levelling, 1200)
+    assert held["mb_half"] == held["mb_end"] == 40 and held["mb_growth_last_half"] == 0
+    # Retention off: it keeps growing; the figure says by how much (57 -> 117 MB).
+    growing = [{"t": float(t), "rows": t * 50, "table_mb": t / 10} for t in range(1200)]
+    assert table_growth(growing, 1200)["mb_growth_last_half"] == 1.054
