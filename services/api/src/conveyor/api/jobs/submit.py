@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from conveyor.api.jobs.schemas import JobCreate
 from conveyor.api.pg import traced
 from conveyor.api.principal import Principal
 from conveyor.api.problems import Problem
+from conveyor.common.job_ids import new_job_id
 from conveyor.common.models import JobStatus, sql_statuses
 
 # Fixed SQL text, built once here: RETURNING and SELECT list the columns JobOut
@@ -114,7 +114,7 @@ async def insert_job(
     params = body.params.model_dump(mode="json")
     if idempotency_key is None:
         with traced("INSERT jobs", _INSERT):
-            new_id = uuid.uuid4()
+            new_id = new_job_id()
             row = await pool.fetchrow(
                 _INSERT,
                 key_id,
@@ -149,7 +149,7 @@ async def insert_job(
                     row = await conn.fetchrow(
                         _INSERT,
                         key_id,
-                        uuid.uuid4(),
+                        new_job_id(),
                         tenant_id,
                         body.kind,
                         params,
@@ -180,7 +180,7 @@ async def insert_jobs(
     Raises KeyRevoked."""
     columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for job in jobs:
-        columns[0].append(uuid.uuid4())
+        columns[0].append(new_job_id())
         columns[1].append(job.kind)
         columns[2].append(job.params.model_dump(mode="json"))
         columns[3].append(job.max_attempts or default_max_attempts)
