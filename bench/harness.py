@@ -65,8 +65,16 @@ def interleave(
     On this shared machine a noisy neighbour can halve a rate for seconds; the
     measurements of one round ran back to back, so it slows them alike and
     their ratio holds, where a ratio of medians from different rounds would not.
+    Every other round runs them in reverse order (A B, B A, A B, ...), so
+    whatever the first leaves behind (a checkpoint, an autovacuum) does not
+    always land on the same side.
     """
-    runs = [{name: measure() for name, measure in measures.items()} for _ in range(rounds)]
+    runs = []
+    for round_ in range(rounds):
+        order = list(measures.items())
+        if round_ % 2:
+            order.reverse()
+        runs.append({name: measure() for name, measure in order})
     return sorted(runs, key=score)[len(runs) // 2]
 
 
