@@ -13,6 +13,8 @@ process as JOB_RETENTION_DAYS, so the run shows the table levelling off.
 from __future__ import annotations
 
 import argparse
+import bisect
+import collections
 import json
 import math
 import os
@@ -20,13 +22,15 @@ import random
 import shutil
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import gevent
 import psycopg
+from geventhttpclient import HTTPClient
 
-from bench.harness import ROOT, stop_on_signals, submit_batches
+from bench.harness import ROOT, stop_on_signals
 from bench.soak_cluster import FAULT_KINDS, WORKERS, Cluster, cluster, start_all
 from bench.soak_load import Load, pick
 from bench.soak_report import Sampler, chart, recovery_s, rss_growth, table_growth
@@ -34,6 +38,7 @@ from bench.soak_report import Sampler, chart, recovery_s, rss_growth, table_grow
 CONVEYOR_ROLES = ("api", *WORKERS, "scheduler")
 TARGETS = {"lost": 0, "duplicate_results": 0, "other_responses": 0, "recovery_p95_s": 15}
 RSS_GROWTH_MAX = 0.10
+CAPACITY_CLIENTS = 8
 # With retention on, the jobs table's size over the run's second half.
 TABLE_GROWTH_MAX = 0.10
 
@@ -65,32 +70,71 @@ def _finished(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def capacity(running: Cluster, key: str, jobs: int, seed: int) -> float:
-    """Jobs a second both workers finish, draining a burst of the soak's mix."""
+def capacity(running: Cluster, key: str, seconds: float, seed: int) -> float:
+    """Jobs a second the deployment finishes while its API takes them one
+    submit at a time, as in the soak: CAPACITY_CLIENTS clients submit the mix
+    back to back for `seconds`, and the finish rate over the second half is
+    the capacity (a burst sent in batches would leave the API out of it and
+    overstate it). Returns once the queue has drained."""
     rng = random.Random(seed)
-    goal = _finished(running.stack.database_url) + jobs
-    started = time.monotonic()
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=running.url, headers=headers, timeout=30) as client:
-        submit_batches(client, [pick(rng) for _ in range(jobs)])
-    while _finished(running.stack.database_url) < goal:
-        if time.monotonic() - started > 300:
-            raise AssertionError("the capacity burst did not drain in 300 s")
-        time.sleep(0.1)
-    return jobs / (time.monotonic() - started)
+    url = running.stack.database_url
+    client = HTTPClient.from_url(
+        running.url,
+        concurrency=CAPACITY_CLIENTS,
+        network_timeout=30,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    submitted = 0
+    stop = time.monotonic() + seconds
+
+    def submit_until_stop() -> None:
+        nonlocal submitted
+        while time.monotonic() < stop:
+            response = client.post("/v1/jobs", body=json.dumps(pick(rng)))
+            body = response.read()
+            assert response.status_code == 202, body
+            submitted += 1
+
+    goal = _finished(url)
+    try:
+        loops = [gevent.spawn(submit_until_stop) for _ in range(CAPACITY_CLIENTS)]
+        gevent.sleep(seconds / 2)
+        began, before = time.monotonic(), _finished(url)
+        gevent.joinall(loops, raise_error=True)
+        rate = (_finished(url) - before) / (time.monotonic() - began)
+    finally:
+        client.close()
+    goal += submitted
+    deadline = time.monotonic() + 300
+    while _finished(url) < goal:
+        if time.monotonic() > deadline:
+            raise AssertionError("the capacity run did not drain in 300 s")
+        time.sleep(0.5)
+    return rate
 
 
-def final_outcomes(running: Cluster) -> dict[str, int]:
-    """Job id -> how many final outcomes (succeeded or failed) the workers logged."""
-    finals: dict[str, int] = {}
+def final_outcomes(running: Cluster) -> list[tuple[str, float]]:
+    """(job id, Unix time) of each final outcome (succeeded or failed) the workers logged."""
+    finals = []
     for log in (running.stack.log_dir).glob("worker-*.log"):
         for line in log.read_text(errors="replace").splitlines():
             if '"job finished"' not in line:
                 continue
             record = json.loads(line)
             if record.get("status") in ("succeeded", "failed"):
-                finals[record["job_id"]] = finals.get(record["job_id"], 0) + 1
+                stamp = datetime.fromisoformat(record["timestamp"]).timestamp()
+                finals.append((record["job_id"], stamp))
     return finals
+
+
+def finished_from_logs(samples: list[dict[str, Any]], began: float, finals: list[Any]) -> None:
+    """Each sample's `finished`: final outcomes logged by then. The database's
+    count of terminal rows (kept as `terminal_rows`) falls as retention deletes
+    them, and is unreadable while Postgres restarts; the logs are neither."""
+    times = sorted(stamp for _, stamp in finals)
+    for sample in samples:
+        sample["terminal_rows"] = sample["finished"]
+        sample["finished"] = bisect.bisect_right(times, began + sample["t"])
 
 
 def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
@@ -106,7 +150,7 @@ def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
     while True:
         with psycopg.connect(running.stack.database_url) as conn:
             rows = dict(conn.execute(query, (ids,)).fetchall())
-        finals = final_outcomes(running)
+        finals = collections.Counter(job_id for job_id, _ in final_outcomes(running))
         pruned = [i for i in ids if i not in rows and i in finals]
         done = sum(1 for status in rows.values() if status in terminal) + len(pruned)
         if done == len(ids) or time.monotonic() >= deadline:
@@ -128,7 +172,7 @@ def run(minutes: float, seed: int, workdir: Path, retention_minutes: float) -> d
     with cluster(workdir, extra) as running:
         start_all(running, lambda role: say(f"{role} started"))
         key = running.stack.create_key("soak")
-        cap = capacity(running, key, 200 if minutes <= 2 else 1000, seed)
+        cap = capacity(running, key, 10 if minutes <= 2 else 30, seed)
         rate = cap / 2
         faults = schedule(duration, seed)
         say(
@@ -150,6 +194,7 @@ def run(minutes: float, seed: int, workdir: Path, retention_minutes: float) -> d
         sampler.stop()
         say("load stopped; waiting for every accepted job to finish")
         counts = audit(running, load, drain_s=180)
+        finished_from_logs(sampler.samples, sampler.began_wall, final_outcomes(running))
     for i, fault in enumerate(faults):
         until = faults[i + 1]["t"] if i + 1 < len(faults) else duration
         fault["recovery_s"] = recovery_s(sampler.samples, fault["t"], until)

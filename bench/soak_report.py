@@ -49,6 +49,7 @@ class Sampler:
         self.db_url, self.redis_url, self.pids = db_url, redis_url, pids
         self.samples: list[dict[str, Any]] = []
         self.began = time.monotonic()
+        self.began_wall = time.time()  # the same moment on the logs' clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -111,12 +112,14 @@ def recovery_s(samples: list[dict[str, Any]], fault_t: float, until: float) -> f
     in the 15 s before it: the first moment from which the next HOLD_S seconds
     finish at least 90 % of that rate. Rates over seconds, not per-second
     points: at tens of jobs a second a one-second count is noisier than 10 %.
-    None if it is not back by `until` (the next fault, or the end)."""
+    The level is the median of the WINDOW_S rates in those 15 s, so a backlog
+    drained in a burst after the previous fault does not raise it. None if it
+    is not back by `until` (the next fault, or the end)."""
     known = [(s["t"], s["finished"]) for s in samples if s["finished"] is not None]
-    start, base = _count_at(known, fault_t - 15), _count_at(known, fault_t)
-    if not start or not base or base[0] <= start[0]:
+    before = [rate for t, rate in throughput(samples) if fault_t - 15 + WINDOW_S <= t <= fault_t]
+    if not before:
         return None
-    level = (base[1] - start[1]) / (base[0] - start[0])
+    level = statistics.median(before)
     for t, n in known:
         if t < fault_t or t + HOLD_S > until:
             continue

@@ -64,3 +64,9 @@ def test_table_growth_compares_the_half_way_mark_with_the_end() -> None:
     # Retention off: it keeps growing; the figure says by how much (57 -> 117 MB).
     growing = [{"t": float(t), "rows": t * 50, "table_mb": t / 10} for t in range(1200)]
     assert table_growth(growing, 1200)["mb_growth_last_half"] == 1.054
+
+
+def test_a_backlog_drained_before_a_fault_does_not_raise_the_level() -> None:
+    # 20 jobs/s, but at 23 s the previous fault's backlog of 60 jobs finished at once.
+    samples = _samples(lambda t: 20 + (60 if t == 23 else 0) if t < 30 else 20, 80)
+    assert recovery_s(samples, 30, 80) == 0

@@ -16,8 +16,8 @@ from conveyor.common.telemetry import instrument_engine
 
 
 def make_async_engine(settings: Settings) -> AsyncEngine:
-    """The API's engine for reads, lists and cancels: asyncpg, a bounded pool,
-    and stale connections dropped. (Auth and submits have their own asyncpg
+    """The API's engine for cancels, retries and stats: asyncpg, a bounded pool,
+    and stale connections dropped. (Auth, submits and job reads have their own asyncpg
     pool of the same size; see conveyor/api/pg.py and docs/operate/capacity.md.)"""
     engine = create_async_engine(
         settings.async_database_url,

@@ -1,9 +1,10 @@
-"""The API's asyncpg pool, for the hot paths: authentication and submits.
+"""The API's asyncpg pool, for the hot paths: authentication, submits and job reads.
 
 A submit through SQLAlchemy's async ORM cost about four times the CPU of the
 same INSERT sent with asyncpg (measured in `make bench`: ~230 vs ~1,700 submits/s
 on 2 cores), so the routes every client calls on every job use asyncpg directly;
-reads, listing and cancelling stay on SQLAlchemy (see deps.SessionDep).
+so do the reads clients poll and page through (jobs/reads.py: one job, a page,
+`?wait=`). Cancels, retries and the stats stay on SQLAlchemy (see deps.SessionDep).
 """
 
 from __future__ import annotations

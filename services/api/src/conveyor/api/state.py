@@ -24,9 +24,9 @@ from conveyor.common.tasks import make_celery_client
 @dataclass
 class AppState:
     settings: ApiSettings
-    engine: AsyncEngine  # SQLAlchemy: reads, lists, cancels, stats, probes
+    engine: AsyncEngine  # SQLAlchemy: cancels, retries, stats, probes
     sessions: async_sessionmaker[AsyncSession]
-    pg: asyncpg.Pool  # asyncpg: authentication and submits (see pg.py)
+    pg: asyncpg.Pool  # asyncpg: authentication, submits and job reads (see pg.py)
     redis: aioredis.Redis
     publisher: JobPublisher
     rate_limiter: RateLimiter
