@@ -30,7 +30,7 @@ import gevent
 import psycopg
 from geventhttpclient import HTTPClient
 
-from bench.harness import ROOT, stop_on_signals
+from bench.harness import ROOT, machine, stop_on_signals
 from bench.soak_cluster import FAULT_KINDS, WORKERS, Cluster, cluster, start_all
 from bench.soak_load import Load, pick
 from bench.soak_report import Sampler, chart, recovery_s, rss_growth, table_growth
@@ -288,6 +288,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     report["misses"] = misses(report, args.gate)
     report["gate"] = args.gate
+    report["machine"] = machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     chart(report["samples"], report["faults"], args.chart)
