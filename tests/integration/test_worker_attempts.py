@@ -143,3 +143,44 @@ def test_a_statement_cut_off_mid_flight_leaves_no_stuck_connection(db: Connectio
     started = time.monotonic()
     assert db.execute("SELECT 1", {}) == (1, (1,))  # a new connection, not one mid-query
     assert time.monotonic() - started < 1.5
+
+
+def test_a_claim_reads_one_row_whatever_the_backlog_and_statistics(
+    engines: Engines, tmp_path: Path
+) -> None:
+    """Statistics taken while nothing was queued (here: VACUUM ANALYZE over
+    finished jobs only) must not turn each claim into a scan of the backlog."""
+    stack = Stack(
+        database_url=engines.database(f"claimplan_{uuid.uuid4().hex[:8]}"),
+        redis_url=engines.redis(0),
+        log_dir=tmp_path,
+    )
+    stack.migrate()
+    insert = (
+        "INSERT INTO jobs (id, tenant_id, kind, params, status, attempts, max_attempts,"
+        " finished_at) SELECT gen_random_uuid(), %s, 'sleep', '{}', %s, 0, 3,"
+        " CASE WHEN %s = 'succeeded' THEN now() END FROM generate_series(1, %s)"
+    )
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        tenant = uuid.uuid4()
+        conn.execute("INSERT INTO tenants (id, name) VALUES (%s, 'plan')", (tenant,))
+        conn.execute(insert, (tenant, "succeeded", "succeeded", 20_000))
+        conn.execute("VACUUM (ANALYZE) jobs")
+        conn.execute(insert, (tenant, "queued", "queued", 3_000))
+        last = conn.execute("SELECT id FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()
+        assert last is not None
+        conn.execute("BEGIN")
+        explain = conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + attempts._CLAIM,
+            {"id": last[0], "worker": "w@h/1", "lease": 30.0},
+        ).fetchone()
+        conn.execute("ROLLBACK")
+    assert explain is not None
+    scan = explain[0][0]["Plan"]["Plans"][0]  # the row source under the UPDATE
+    examined = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
+    print(
+        f"claim at 3,000 queued: {scan['Node Type']} on {scan.get('Index Name')}, "
+        f"{examined} rows examined, {scan['Shared Hit Blocks']} buffers"
+    )
+    assert examined == 1, scan
+    assert scan["Shared Hit Blocks"] + scan["Shared Read Blocks"] < 20, scan

@@ -68,4 +68,4 @@ def test_statuses_in_fixed_sql_are_jobstatus_values() -> None:
     for sql in statements:
         for literal in re.findall(r"'([a-z]+)'", sql):
             assert literal in values, (literal, sql)
-    assert "status = 'running'" in attempts._CLAIM and "status = 'queued'" in attempts._CLAIM
+    assert "status = 'running'" in attempts._CLAIM and "status || '' = 'queued'" in attempts._CLAIM

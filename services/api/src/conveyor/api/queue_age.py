@@ -16,9 +16,11 @@ the last reading. Chosen over a query per scrape because:
 - a reading older than `STALE_AFTER_SECONDS` (Postgres away) drops the series,
   as `conveyor_queue_depth` does when Redis is away, instead of freezing it.
 
-The read is one index probe at any table size: `ix_jobs_queued_runnable_at`
+The read is meant as one index probe at any table size: `ix_jobs_queued_runnable_at`
 indexes `coalesce(run_after, created_at)` over queued rows only, and a `min()`
-under a bound on that same expression reads the index's first entry. The bound
+under a bound on that same expression reads the index's first entry. (Under
+statistics taken while nothing was queued the planner may scan the backlog
+instead: see docs/operate/capacity.md, "Each claim scanned the whole backlog".) The bound
 `<= now()` is the "run_after unset or past" rule: an unset run_after falls back
 to created_at, which is never in the future.
 """
