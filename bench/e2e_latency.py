@@ -26,6 +26,7 @@ from geventhttpclient import HTTPClient
 
 from bench.baseline_worker import JOBS_QUEUE, NOOP_TASK, create_app
 from bench.harness import Bench, spawn, wait_until
+from bench.http_load import api_client, closed_loops
 
 JOB: dict[str, Any] = {"kind": "sleep", "params": {"ms": 0}}
 BODY = json.dumps(JOB)
@@ -35,17 +36,6 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 # client sees the result without polling (polling every 5 ms at half capacity
 # saturated the API on 2 cores).
 WAIT_S = 10
-
-
-def _client(url: str, key: str) -> HTTPClient:
-    # geventhttpclient (locust's fast client): httpx's asyncio client spent more
-    # CPU than the API it measured and, from 16 clients up, was the bottleneck.
-    return HTTPClient.from_url(
-        url,
-        concurrency=128,
-        network_timeout=WAIT_S + 20,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
 
 
 def submit_and_see(client: HTTPClient) -> None:
@@ -84,16 +74,14 @@ def _capacity(client: HTTPClient, clients: int, seconds: float) -> float:
     with `clients` closed loops: the API, the worker and this client share the
     machine, so a worker's drain rate alone overstates what the path carries."""
     done = 0
-    stop = time.perf_counter() + seconds
 
-    def loop() -> None:
+    def step() -> None:
         nonlocal done
-        while time.perf_counter() < stop:
-            submit_and_see(client)
-            done += 1
+        submit_and_see(client)
+        done += 1
 
     started = time.perf_counter()
-    gevent.joinall([gevent.spawn(loop) for _ in range(clients)], raise_error=True)
+    gevent.joinall(closed_loops(clients, seconds, step), raise_error=True)
     return done / (time.perf_counter() - started)
 
 
@@ -156,7 +144,7 @@ def e2e_latency(bench: Bench) -> dict[str, float]:
         key = stack.create_key("bench")
         stack.start_api()
         stack.start_worker(concurrency=2)
-        client = _client(stack.api_url, key)
+        client = api_client(stack.api_url, key, concurrency=128, timeout=WAIT_S + 20)
         try:
             _ours(client, 20, 20)  # warm-up: connections, prepared statements
             capacity = _capacity(client, CAPACITY_CLIENTS, capacity_s)

@@ -28,9 +28,9 @@ from typing import Any
 
 import gevent
 import psycopg
-from geventhttpclient import HTTPClient
 
 from bench.harness import ROOT, machine, stop_on_signals
+from bench.http_load import api_client, closed_loops
 from bench.soak_cluster import FAULT_KINDS, WORKERS, Cluster, cluster, start_all
 from bench.soak_load import Load, pick
 from bench.soak_report import Sampler, chart, recovery_s, rss_growth, table_growth
@@ -78,26 +78,19 @@ def capacity(running: Cluster, key: str, seconds: float, seed: int) -> float:
     overstate it). Returns once the queue has drained."""
     rng = random.Random(seed)
     url = running.stack.database_url
-    client = HTTPClient.from_url(
-        running.url,
-        concurrency=CAPACITY_CLIENTS,
-        network_timeout=30,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
+    client = api_client(running.url, key, concurrency=CAPACITY_CLIENTS, timeout=30)
     submitted = 0
-    stop = time.monotonic() + seconds
 
-    def submit_until_stop() -> None:
+    def submit_one() -> None:
         nonlocal submitted
-        while time.monotonic() < stop:
-            response = client.post("/v1/jobs", body=json.dumps(pick(rng)))
-            body = response.read()
-            assert response.status_code == 202, body
-            submitted += 1
+        response = client.post("/v1/jobs", body=json.dumps(pick(rng)))
+        body = response.read()
+        assert response.status_code == 202, body
+        submitted += 1
 
     goal = _finished(url)
     try:
-        loops = [gevent.spawn(submit_until_stop) for _ in range(CAPACITY_CLIENTS)]
+        loops = closed_loops(CAPACITY_CLIENTS, seconds, submit_one)
         gevent.sleep(seconds / 2)
         began, before = time.monotonic(), _finished(url)
         gevent.joinall(loops, raise_error=True)
@@ -137,8 +130,9 @@ def finished_from_logs(samples: list[dict[str, Any]], began: float, finals: list
         sample["finished"] = bisect.bisect_right(times, began + sample["t"])
 
 
-def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
+def audit(running: Cluster, load: Load, drain_s: float) -> tuple[dict[str, int], list[Any]]:
     """Waits for every accepted job to finish; counts the lost and the doubled.
+    Returns the counts and the final outcomes the workers logged.
 
     A job is done when its row is terminal, or when retention deleted its row
     (it deletes only terminal rows) and the workers logged its final outcome.
@@ -150,13 +144,16 @@ def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
     while True:
         with psycopg.connect(running.stack.database_url) as conn:
             rows = dict(conn.execute(query, (ids,)).fetchall())
-        finals = collections.Counter(job_id for job_id, _ in final_outcomes(running))
-        pruned = [i for i in ids if i not in rows and i in finals]
-        done = sum(1 for status in rows.values() if status in terminal) + len(pruned)
-        if done == len(ids) or time.monotonic() >= deadline:
+        unfinished = sum(1 for status in rows.values() if status not in terminal)
+        if not unfinished or time.monotonic() >= deadline:
             break
         time.sleep(1)
-    return {
+    # The logs once, after the wait: a missing row is done only if its outcome is there.
+    outcomes = final_outcomes(running)
+    finals = collections.Counter(job_id for job_id, _ in outcomes)
+    pruned = [i for i in ids if i not in rows and i in finals]
+    done = sum(1 for status in rows.values() if status in terminal) + len(pruned)
+    counts = {
         "accepted": len(ids),
         "lost": len(ids) - done,
         "pruned_by_retention": len(pruned),
@@ -164,6 +161,7 @@ def audit(running: Cluster, load: Load, drain_s: float) -> dict[str, int]:
         # Jobs whose final outcome the logs show: the check above reads them.
         "results_logged": len(finals),
     }
+    return counts, outcomes
 
 
 def run(minutes: float, seed: int, workdir: Path, retention_minutes: float) -> dict[str, Any]:
@@ -193,8 +191,8 @@ def run(minutes: float, seed: int, workdir: Path, retention_minutes: float) -> d
         load.stop()
         sampler.stop()
         say("load stopped; waiting for every accepted job to finish")
-        counts = audit(running, load, drain_s=180)
-        finished_from_logs(sampler.samples, sampler.began_wall, final_outcomes(running))
+        counts, outcomes = audit(running, load, drain_s=180)
+        finished_from_logs(sampler.samples, sampler.began_wall, outcomes)
     for i, fault in enumerate(faults):
         until = faults[i + 1]["t"] if i + 1 < len(faults) else duration
         fault["recovery_s"] = recovery_s(sampler.samples, fault["t"], until)

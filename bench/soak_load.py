@@ -17,6 +17,8 @@ import gevent
 from gevent.pool import Group
 from geventhttpclient import HTTPClient
 
+from bench.http_load import api_client
+
 # (weight, kind, params): mostly short jobs, some CPU, a few that fail and retry.
 MIX: list[tuple[int, str, dict[str, Any]]] = [
     (60, "sleep", {"ms": 0}),
@@ -39,9 +41,7 @@ def pick(rng: random.Random) -> dict[str, Any]:
 class Load:
     """Submits `rate` jobs a second on a thread of its own until `stop()`.
 
-    geventhttpclient (locust's fast client), in greenlets on that thread's own
-    gevent hub: httpx's asyncio client spent more CPU than the API it drove and
-    fell behind its schedule after faults (bench/e2e_latency.py measured it)."""
+    Greenlets on that thread's own gevent hub, with bench/http_load.py's client."""
 
     def __init__(self, url: str, key: str, rate: float, seed: int) -> None:
         self.url, self.key, self.rate = url, key, rate
@@ -81,13 +81,7 @@ class Load:
         self.refused += 1
 
     def _run(self) -> None:
-        client = HTTPClient.from_url(
-            self.url,
-            concurrency=64,
-            connection_timeout=2,
-            network_timeout=10,
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"},
-        )
+        client = api_client(self.url, self.key, concurrency=64, timeout=10, connect_timeout=2)
         group = Group()
         begin, k = time.monotonic(), 0
         try:
