@@ -129,10 +129,12 @@ def run_all(workdir: Path, smoke: bool, only: list[str] | None = None) -> dict[s
             if only and name not in only:
                 continue
             print(f"bench: {name} ...", flush=True)
+            bench.settle()
             results[name] = measure(bench)
             print(f"bench: {name} = {results[name]}", flush=True)
         if not only or "startup" in only:
             print("bench: startup and memory ...", flush=True)
+            bench.settle()
             results["startup"], results["memory"] = api_bench.startup_and_memory(bench)
     results["duration_s"] = round(time.monotonic() - started, 1)
     return results

@@ -1,6 +1,6 @@
 """The API's head-sampling decision, taken before FastAPI's telemetry: an
-unsampled request skips it and still carries a trace id; a sampled new trace
-gets the very id the decision was taken on, so the SDK's sampler agrees."""
+unsampled request is excluded from it and still carries a trace id; a sampled
+new trace gets the very id the decision was taken on, so the SDK's sampler agrees."""
 
 from __future__ import annotations
 
@@ -29,23 +29,29 @@ def _provider(ratio: float, monkeypatch: pytest.MonkeyPatch) -> TracerProvider:
     return provider
 
 
-def test_unsampled_requests_skip_fastapi_telemetry_and_keep_a_trace_id(
+def _exclude() -> Any:
+    exclude = tracing.telemetry_config()["exclude"]
+    assert exclude is not None
+    return exclude
+
+
+def test_unsampled_requests_are_excluded_and_keep_a_trace_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _provider(0.0, monkeypatch)
-    exclude = tracing.telemetry_config()["exclude"]
-    assert exclude is not None
     scope = _scope()
-    assert exclude(scope)  # FastAPI's telemetry does nothing for it
-    span = trace.get_current_span(scope[tracing.UNSAMPLED_CONTEXT]).get_span_context()
+    request_context = tracing.unsampled_context(scope)
+    assert request_context is not None
+    span = trace.get_current_span(request_context).get_span_context()
     assert span.is_valid and not span.trace_flags.sampled
+    assert _exclude()(scope)  # FastAPI's telemetry, if it sees it, does nothing for it
 
 
 def test_a_sampled_caller_is_followed(monkeypatch: pytest.MonkeyPatch) -> None:
     _provider(0.0, monkeypatch)  # parent-based: the caller's decision wins
     scope = _scope((b"traceparent", CALLER.encode()))
-    assert tracing.head_sampled(scope)
-    assert tracing.UNSAMPLED_CONTEXT not in scope
+    assert tracing.unsampled_context(scope) is None
+    assert not _exclude()(scope)
 
 
 def test_a_sampled_new_trace_gets_the_id_it_was_decided_on(
@@ -55,20 +61,18 @@ def test_a_sampled_new_trace_gets_the_id_it_was_decided_on(
     tracer = provider.get_tracer("t")
     decided = 0
     for _ in range(200):
-        scope = _scope()
-        if tracing.head_sampled(scope):
+        unsampled = tracing.unsampled_context(_scope())
+        if unsampled is None:
             decided += 1
             # What FastAPI's telemetry then starts: the SDK samples it too.
             assert tracer.start_span("POST", kind=trace.SpanKind.SERVER).is_recording()
         else:
-            unsampled = trace.get_current_span(scope[tracing.UNSAMPLED_CONTEXT])
-            assert not unsampled.get_span_context().trace_flags.sampled
+            span = trace.get_current_span(unsampled)
+            assert not span.get_span_context().trace_flags.sampled
     assert 60 <= decided <= 140
 
 
-def test_probes_are_excluded_before_any_decision(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probes_are_excluded_without_a_decision(monkeypatch: pytest.MonkeyPatch) -> None:
     _provider(1.0, monkeypatch)
-    exclude = tracing.telemetry_config()["exclude"]
-    assert exclude is not None
     scope = {**_scope(), "path": "/readyz"}
-    assert exclude(scope) and tracing.UNSAMPLED_CONTEXT not in scope
+    assert _exclude()(scope) and tracing.HEAD_SAMPLED not in scope

@@ -11,6 +11,7 @@ import pytest
 from kombu.transport import redis as kombu_redis
 
 import conveyor.common.compat as compat
+from conveyor.api.compat.fastapi import can_skip_telemetry
 from conveyor.common.compat import in_range, version_tuple
 from conveyor.common.compat.opentelemetry_celery import celery_instrumentor
 from conveyor.common.compat.stdlib_logging import skip_caller_lookup
@@ -83,6 +84,14 @@ def test_opentelemetry_celery_entry_declines(
         assert type(celery_instrumentor()) is CeleryInstrumentor
     assert len(_warnings(caplog)) == 1
     assert "opentelemetry-instrumentation-celery 99.0" in _warnings(caplog)[0]
+
+
+def test_fastapi_entry_declines(unsupported: None, caplog: pytest.LogCaptureFixture) -> None:
+    assert [can_skip_telemetry(), can_skip_telemetry()] == [False, False]
+    assert _warnings(caplog) == [
+        "compat entry fastapi.skip_telemetry_when_unsampled not applied:"
+        " fastapi 99.0 is outside the verified range >=0.165,<0.166"
+    ]
 
 
 def test_stdlib_logging_entry_declines(

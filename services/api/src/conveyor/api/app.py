@@ -19,7 +19,7 @@ from conveyor.api.problems import install_problem_handlers
 from conveyor.api.queue_age import refresh_queue_age
 from conveyor.api.settings import ApiSettings
 from conveyor.api.state import AppState
-from conveyor.api.tracing import instrument_app, telemetry_config
+from conveyor.api.tracing import HeadSampledFastAPI, instrument_app, telemetry_config
 from conveyor.common.queues import all_queues
 
 DESCRIPTION = """
@@ -53,7 +53,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                     await task
             await state.close()
 
-    app = FastAPI(
+    app = HeadSampledFastAPI(
         title="Conveyor",
         version=settings.app_version,
         description=DESCRIPTION,

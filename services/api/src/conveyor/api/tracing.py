@@ -1,7 +1,8 @@
 """Trace context for the API's HTTP requests.
 
 `python -m conveyor.api` calls `conveyor.common.telemetry.configure_tracing` once;
-`create_app` then calls `instrument_app`, which picks one of:
+`create_app` builds a `HeadSampledFastAPI` and calls `instrument_app`, which picks
+one of:
 
 - spans exported: FastAPI's native OpenTelemetry (`telemetry_config`, passed
   to `FastAPI(...)`): one SERVER span per sampled request, named after the
@@ -9,10 +10,12 @@
   /metrics excluded. It replaced opentelemetry-instrumentation-fastapi, which
   scans every route per request to find the template and wraps each send and
   receive: with it, `make bench` saw submits fall 40% with every span exported.
-  The head-sampling decision is taken first (`head_sampled`, through the
-  config's public `exclude` hook): an unsampled request, nine in ten by default,
-  skips FastAPI's per-request telemetry and runs with a non-recording span, as
-  with no exporter, so it still carries its trace id to logs and the worker;
+  The head-sampling decision is taken first, before FastAPI sees the request
+  (`HeadSampledFastAPI`): an unsampled request, nine in ten by default, runs
+  with a non-recording span, as with no exporter, so it still carries its
+  trace id to logs and the worker, and skips FastAPI's per-request telemetry
+  (conveyor.api.compat.fastapi; where that entry declines, the config's public
+  `exclude` hook excludes it instead);
 - no exporter: `TraceContextMiddleware`, which only makes the request's W3C
   context current (the caller's `traceparent`, or a freshly minted trace id), so
   log lines and the published task carry a trace id at a cost of microseconds;
@@ -25,6 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import random
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
@@ -35,14 +39,15 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util.http import ExcludeList, get_excluded_urls, parse_excluded_urls
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from conveyor.api.compat.fastapi import can_skip_telemetry, skip_telemetry
 from conveyor.common.telemetry import exporting_spans, propagating_context, tracer_provider
 from conveyor.common.trace_ids import decide_server_span
 
 # Probes and scrapes would be most of the traces, and tell nothing.
 # OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) replaces this list.
 DEFAULT_EXCLUDED_URLS = "/livez$,/readyz$,/metrics$"
-# Where `head_sampled` leaves an unsampled request's context for UnsampledContextMiddleware.
-UNSAMPLED_CONTEXT = "conveyor.unsampled_context"
+# Where `HeadSampledFastAPI` leaves its decision for the `exclude` hook.
+HEAD_SAMPLED = "conveyor.head_sampled"
 
 
 def telemetry_config() -> TelemetryConfig:
@@ -55,7 +60,11 @@ def telemetry_config() -> TelemetryConfig:
     excluded = _excluded_urls()
 
     def exclude(scope: Scope) -> bool:
-        return bool(excluded.url_disabled(scope.get("path", ""))) or not head_sampled(scope)
+        # An unsampled request skips FastAPI's telemetry before this hook
+        # (HeadSampledFastAPI), unless conveyor.api.compat.fastapi declined.
+        if scope.get(HEAD_SAMPLED) is False:
+            return True
+        return bool(excluded.url_disabled(scope.get("path", "")))
 
     return TelemetryConfig(
         tracing=True,
@@ -66,9 +75,9 @@ def telemetry_config() -> TelemetryConfig:
     )
 
 
-def instrument_app(app: FastAPI) -> None:
+def instrument_app(app: HeadSampledFastAPI) -> None:
     if exporting_spans():
-        app.add_middleware(UnsampledContextMiddleware)  # outermost: added last
+        app.head_sampling = HeadSampling(_excluded_urls(), can_skip_telemetry())
     elif propagating_context():
         app.add_middleware(TraceContextMiddleware)
 
@@ -85,17 +94,18 @@ def _propagated_headers() -> frozenset[bytes]:
     return frozenset(name.lower().encode("latin-1") for name in fields)
 
 
-def head_sampled(scope: Scope) -> bool:
-    """The sampler's decision for this request's SERVER span, taken before FastAPI's telemetry.
+def unsampled_context(scope: Scope) -> Context | None:
+    """The sampler's decision for this request's SERVER span, taken before FastAPI's
+    telemetry, and left in the scope for `exclude`.
 
-    Sampled: FastAPI records the span, and a new trace gets the id decided on
-    (`decide_server_span`), so the SDK's sampler agrees. Not sampled: the
-    request's context (caller's trace continued, or a new trace id, not
-    sampled) is left in the scope for UnsampledContextMiddleware.
+    Sampled: None; FastAPI records the span, and a new trace gets the id decided
+    on (`decide_server_span`), so the SDK's sampler agrees. Not sampled: the
+    request's context (the caller's trace continued, or a new trace id, not
+    sampled), to make current while it runs.
     """
     provider = tracer_provider()
     if provider is None:
-        return True  # nothing exported: FastAPI's telemetry does nothing anyway
+        return None  # nothing exported: FastAPI's telemetry does nothing anyway
     propagated = _propagated_headers()
     if any(name in propagated for name, _ in scope["headers"]):
         parent_context = propagate.extract(_carrier(scope))
@@ -104,8 +114,9 @@ def head_sampled(scope: Scope) -> bool:
     trace_id, sampled, trace_state = decide_server_span(
         provider, parent_context, scope.get("method", "HTTP")
     )
+    scope[HEAD_SAMPLED] = sampled
     if sampled:
-        return True
+        return None
     span = NonRecordingSpan(
         SpanContext(
             trace_id=trace_id,
@@ -115,24 +126,41 @@ def head_sampled(scope: Scope) -> bool:
             trace_state=trace_state,
         )
     )
-    scope[UNSAMPLED_CONTEXT] = trace.set_span_in_context(span, parent_context)
-    return False
+    return trace.set_span_in_context(span, parent_context)
 
 
-class UnsampledContextMiddleware:
-    """Makes an unsampled request's context (see `head_sampled`) current while it runs."""
+@dataclass(frozen=True)
+class HeadSampling:
+    excluded: ExcludeList  # probes and scrapes: no decision, no trace
+    skip_telemetry: bool  # conveyor.api.compat.fastapi applies
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+
+class HeadSampledFastAPI(FastAPI):
+    """FastAPI, with the head-sampling decision taken before its telemetry runs.
+
+    `instrument_app` turns it on when spans are exported; until then it is
+    FastAPI. A sampled request goes through FastAPI's telemetry, which records
+    its SERVER span; an unsampled one runs with its non-recording context
+    current and skips that telemetry.
+    """
+
+    head_sampling: HeadSampling | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_context: Context | None = scope.get(UNSAMPLED_CONTEXT)
-        if request_context is None:
-            await self.app(scope, receive, send)
+        sampling = self.head_sampling
+        if (
+            sampling is None
+            or scope["type"] != "http"
+            or sampling.excluded.url_disabled(scope.get("path", ""))
+            or (request_context := unsampled_context(scope)) is None
+        ):
+            await super().__call__(scope, receive, send)
             return
+        if sampling.skip_telemetry:
+            skip_telemetry(scope)
         token = otel_context.attach(request_context)
         try:
-            await self.app(scope, receive, send)
+            await super().__call__(scope, receive, send)
         finally:
             otel_context.detach(token)
 
