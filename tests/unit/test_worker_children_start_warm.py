@@ -22,6 +22,7 @@ _PROBE = textwrap.dedent(
         database_url="postgresql+psycopg://u:p@db/conveyor",
         redis_url="redis://r:6379/0",
         metrics_port=0,
+        log_level="WARNING",
     ))
     if sys.argv[1] == "worker_init":
         signals.worker_init.send(sender=None)  # what Celery sends before the pool forks
@@ -44,7 +45,7 @@ def _child_resolves(step: str) -> str:
         [sys.executable, "-c", _PROBE, step], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return done.stdout.strip().splitlines()[-1]
 
 
 def test_a_child_inherits_the_result_backend_resolved_before_the_fork() -> None:
