@@ -1,9 +1,11 @@
-"""The baseline for `worker`: a bare Celery no-op task with Conveyor's Celery settings."""
+"""The baselines for `worker` and `scaling_io`: bare Celery tasks (a no-op, a
+sleep) with Conveyor's Celery settings."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from celery import Celery
 
@@ -14,6 +16,7 @@ from conveyor.common.tasks import celery_config
 JOBS_QUEUE = list_name(DEFAULT_QUEUE)  # where the no-op tasks wait
 
 NOOP_TASK = "bench.noop"
+SLEEP_TASK = "bench.sleep"  # args: [ms], like Conveyor's `sleep` kind
 
 
 def create_app() -> Celery:
@@ -27,6 +30,10 @@ def create_app() -> Celery:
     @app.task(name=NOOP_TASK)
     def noop() -> None:
         return None
+
+    @app.task(name=SLEEP_TASK)
+    def sleep(ms: int) -> None:
+        time.sleep(ms / 1000)
 
     return app
 

@@ -9,7 +9,7 @@ import time
 import psycopg
 import redis
 
-from bench.baseline_worker import NOOP_TASK, create_app
+from bench.baseline_worker import NOOP_TASK, SLEEP_TASK, create_app
 from bench.harness import Bench, interleave, spawn, submit_batches, wait_until
 from conveyor.common.queues import DEFAULT_QUEUE, list_name
 
@@ -51,20 +51,26 @@ def _jobs_per_s(bench: Bench, jobs: list[dict[str, object]], concurrency: int) -
     return len(jobs) / (finished - ready)
 
 
-def _baseline_tasks_per_s(bench: Bench, total: int) -> float:
-    """The same drain for bare Celery: no-op tasks, same settings, same broker."""
+def _baseline_tasks_per_s(
+    bench: Bench,
+    total: int,
+    concurrency: int = 2,
+    task: str = NOOP_TASK,
+    args: tuple[int, ...] = (),
+) -> float:
+    """The same drain for bare Celery: same settings, same broker."""
     stack = bench.stack()
     broker = redis.Redis.from_url(stack.redis_url)
     os.environ.update(DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
     client = create_app()
     with client.producer_or_acquire() as producer:
         for _ in range(total):
-            client.send_task(NOOP_TASK, queue=JOBS_QUEUE, producer=producer)
+            client.send_task(task, args=args, queue=JOBS_QUEUE, producer=producer)
     client.close()
     worker = spawn(
         "baseline-worker",
         "python -m bench.baseline_worker",
-        stack.env(WORKER_CONCURRENCY="2"),
+        stack.env(WORKER_CONCURRENCY=str(concurrency)),
         bench.workdir / "logs",
     )
     try:
@@ -123,6 +129,9 @@ def scaling_cpu(bench: Bench) -> dict[str, float]:
 
 
 def scaling_io(bench: Bench) -> dict[str, float]:
+    """Concurrency 32 against 1 for 100 ms sleeps, and, for information, the
+    same for bare Celery tasks that sleep (no target: what Celery's prefork
+    pool itself reaches on this machine this hour)."""
     # 2 s of sleeping per process at each concurrency: long enough that the
     # first and last rounds (children picking up their first message, the
     # tail) do not dominate, short enough for the 10-minute budget.
@@ -132,6 +141,10 @@ def scaling_io(bench: Bench) -> dict[str, float]:
         {
             "one": lambda: _jobs_per_s(bench, [job] * per_process, 1),
             "many": lambda: _jobs_per_s(bench, [job] * (32 * per_process), 32),
+            "bare_one": lambda: _baseline_tasks_per_s(bench, per_process, 1, SLEEP_TASK, (100,)),
+            "bare_many": lambda: _baseline_tasks_per_s(
+                bench, 32 * per_process, 32, SLEEP_TASK, (100,)
+            ),
         },
         _rounds(bench),
         score=lambda run: run["many"] / run["one"],
@@ -140,4 +153,5 @@ def scaling_io(bench: Bench) -> dict[str, float]:
         "jobs_per_s_1": round(rates["one"], 2),
         "jobs_per_s_32": round(rates["many"], 2),
         "efficiency_32": round(rates["many"] / (32 * rates["one"]), 3),
+        "baseline_efficiency_32": round(rates["bare_many"] / (32 * rates["bare_one"]), 3),
     }
