@@ -43,7 +43,7 @@ class HandlerInterrupt:
     def install(self) -> None:
         """Take CANCEL_SIGNAL; only from the main thread (a pool child's start)."""
         if threading.current_thread() is threading.main_thread():
-            signal.signal(CANCEL_SIGNAL, self._on_signal)
+            signal.signal(CANCEL_SIGNAL, self.on_signal)
             self.installed = True
 
     @contextlib.contextmanager
@@ -63,7 +63,7 @@ class HandlerInterrupt:
         os.kill(os.getpid(), CANCEL_SIGNAL)
         return True
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs on the main thread between two bytecodes: raise only into the
         # cancelled job's handler, never into the next job or the outcome write.
         job = self.running

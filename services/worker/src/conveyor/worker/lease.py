@@ -79,7 +79,7 @@ class LeaseKeeper:
             if check:
                 self.check(job)
 
-    def _drop(self, job: ClaimedJob) -> bool:
+    def drop(self, job: ClaimedJob) -> bool:
         """Stop keeping `job`; False if it was released meanwhile (it finished)."""
         with self.lock:
             still_held = self.job is job
@@ -90,7 +90,7 @@ class LeaseKeeper:
     def renew(self, job: ClaimedJob) -> None:
         try:
             # Not renewed: lost or cancelled; its outcome write will be fenced off.
-            if not attempts.renew_lease(self.db, job, self.lease_s) and self._drop(job):
+            if not attempts.renew_lease(self.db, job, self.lease_s) and self.drop(job):
                 log.warning("lease lost", job_id=str(job.id))
         except Exception as exc:  # the database may blip; try again next tick
             log.warning("lease renewal failed", job_id=str(job.id), error=str(exc))
@@ -101,6 +101,6 @@ class LeaseKeeper:
         except Exception as exc:  # next tick; the fence keeps the outcome right meanwhile
             log.warning("cancel check failed", job_id=str(job.id), error=str(exc))
             return
-        if cancelled and self._drop(job):
+        if cancelled and self.drop(job):
             stopping = self.interrupt.cancel(job)
             log.info("job cancelled while running", job_id=str(job.id), interrupting=stopping)

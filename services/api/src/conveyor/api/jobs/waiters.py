@@ -72,7 +72,7 @@ class JobWaiters:
                 if not events:
                     del self.waiting[job_id]
 
-    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+    def on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         try:
             job_id = uuid.UUID(payload.partition(":")[0])
         except ValueError:
@@ -95,7 +95,7 @@ class JobWaiters:
         """On shutdown: every waiter answers with the job as it is now, so a
         graceful stop does not sit out their waits."""
         self.stopping = True
-        self._wake_all()
+        self.wake_all()
 
     async def stop_waiting_when(self, stopping: Callable[[], bool], poll_s: float = 0.25) -> None:
         """Until cancelled: call stop_waiting() once `stopping()` says so."""
@@ -103,7 +103,7 @@ class JobWaiters:
             await asyncio.sleep(poll_s)
         self.stop_waiting()
 
-    def _wake_all(self) -> None:
+    def wake_all(self) -> None:
         for events in self.waiting.values():
             for event in events:
                 event.set()
@@ -112,21 +112,21 @@ class JobWaiters:
         """Listen, and reconnect whenever the connection is lost, until cancelled."""
         while True:
             try:
-                await self._listen_once()
+                await self.listen_once()
             except Exception as exc:  # down, refused, cut off: waiters fall back to reads
                 log.warning("job notice listener lost; reconnecting", error=str(exc))
             await asyncio.sleep(self.retry_s)
 
-    async def _listen_once(self) -> None:
+    async def listen_once(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(
             self.dsn, timeout=5, server_settings={"application_name": APPLICATION_NAME}
         )
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _: lost.set())
         try:
-            await conn.add_listener(CHANNEL, self._notified)
+            await conn.add_listener(CHANNEL, self.on_notify)
             self.listening.set()
-            self._wake_all()  # whatever ended while nobody listened
+            self.wake_all()  # whatever ended while nobody listened
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), self.keepalive_s)
