@@ -39,5 +39,7 @@ def test_before_prometheus_client_a_private_directory_is_made(
         assert path.is_dir() and path.name.startswith("conveyor-worker-metrics-")
         assert os.environ[MULTIPROC_ENV] == str(path)
     finally:
-        monkeypatch.delenv(MULTIPROC_ENV)
+        # Not monkeypatch.delenv: its undo would put the variable back, and every
+        # later stack this test process starts would inherit a removed directory.
+        os.environ.pop(MULTIPROC_ENV, None)
         path.rmdir()

@@ -88,6 +88,17 @@ def worker_metrics() -> WorkerMetrics:
     )
 
 
+def serve_from_the_start() -> None:
+    """In the main process, before the pool forks: the live gauges at 0 from this
+    process. Until a child writes its first sample the directory holds no file, and
+    /metrics would answer with an empty body; now it says 0 processes, 0 running.
+    The main process is alive as long as the worker, so its zeros are never pruned
+    and add nothing to the children's sum."""
+    metrics = worker_metrics()
+    metrics.processes.set(0)
+    metrics.jobs_running.set(0)
+
+
 def published_at(task: Task[Any, Any]) -> float | None:
     """When the task's message was published, or its ETA if later (epoch seconds)."""
     request = task.request

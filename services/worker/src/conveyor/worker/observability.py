@@ -15,7 +15,7 @@ from conveyor.common.publish_time import stamp_publish_time
 from conveyor.common.telemetry import configure_tracing, shutdown_tracing
 from conveyor.common.tracing_config import check_tracing_config
 from conveyor.worker.log_context import add_job_id_filters, bind_job_id, unbind_job_id
-from conveyor.worker.metrics import worker_metrics
+from conveyor.worker.metrics import serve_from_the_start, worker_metrics
 from conveyor.worker.metrics_server import (
     mark_this_process_dead,
     prepare_multiprocess_dir,
@@ -43,6 +43,7 @@ def install(app: Celery) -> None:
     @signals.worker_init.connect(weak=False)
     def before_pool_starts(**_: Any) -> None:
         # Main process, before the pool forks.
+        serve_from_the_start()
         port = app.conveyor_settings.metrics_port  # type: ignore[attr-defined]
         if port:
             start_metrics_server(port, path)
