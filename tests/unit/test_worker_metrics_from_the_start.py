@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 ROOT = Path(__file__).resolve().parents[2]
 
 MAIN_PROCESS = textwrap.dedent(
@@ -78,9 +80,11 @@ def run_main_process(mode: str) -> dict[str, str]:
 
 
 def sample(body: str, name: str) -> float | None:
-    for line in body.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
+    """The label-less sample `name` in Prometheus text, or None if absent."""
+    for family in text_string_to_metric_families(body):
+        for found in family.samples:
+            if found.name == name and not found.labels:
+                return float(found.value)
     return None
 
 
